@@ -1,0 +1,303 @@
+"""Typed experiment configs: dataclasses, named experiments, layered overrides.
+
+A config is built in layers (later wins), as in tensorflow/models `hyperparams`:
+
+1. a named experiment from :data:`EXPERIMENTS` (``default`` unless told);
+2. an optional JSON file (``--config_file``), holding any subset of fields;
+3. dotted ``key=value`` overrides (``--override train.steps=10``);
+4. the dedicated flags of ``train.py`` (``--steps`` ...), which are overrides too.
+
+The resolved config is written as ``config.json`` into the run directory, and a
+rerun on the same directory checks that its model section still matches.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+LOSSES = ("hinge", "non_saturating")
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Which clips to train on and how they are shaped."""
+
+    # A built-in dataset name (see `tfvideogen.data.available()`) or a
+    # `prefix:argument` spec such as `tfrecord:/data/shards-*.tfrecord`.
+    name: str = "moving_shapes"
+    frames: int = 16
+    height: int = 32
+    width: int = 32
+    split: str = "train"
+    seed: int = 0
+    # moving_shapes: 1 or 2 objects per clip.
+    num_objects: int = 1
+    # bouncing_digits: optional MNIST `.npz` (keras.datasets format).
+    mnist_path: str = ""
+    shuffle_buffer: int = 256
+
+
+@dataclasses.dataclass
+class TextEncoderConfig:
+    """The caption encoder. `kind` is `builtin` or a TF-Hub handle/URL/path."""
+
+    kind: str = "builtin"
+    embedding_dim: int = 64
+    hidden_dim: int = 64
+    output_dim: int = 128
+    max_tokens: int = 24
+    # Hub encoders only.
+    preprocessor: str = ""
+    output_key: str = "pooled_output"
+    trainable: bool = False
+
+
+@dataclasses.dataclass
+class GeneratorConfig:
+    z_dim: int = 64
+    # Channels of the first block; halved at every upsampling (min `min_width`).
+    base_width: int = 128
+    min_width: int = 16
+    # Frames/height/width of the first feature map (each doubled until the clip size).
+    base_frames: int = 2
+    base_size: int = 4
+    # "transpose" (4x4x4 stride-2 transposed convs) or "nearest" (upsample + 3x3x3 conv).
+    upsampling: str = "transpose"
+
+
+@dataclasses.dataclass
+class DiscriminatorConfig:
+    base_width: int = 32
+    max_width: int = 256
+    spectral_norm: bool = False
+    # Frames scored by the per-frame 2D head (0 = video head only).
+    frame_frames: int = 4
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    text_encoder: TextEncoderConfig = dataclasses.field(default_factory=TextEncoderConfig)
+    generator: GeneratorConfig = dataclasses.field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = dataclasses.field(default_factory=DiscriminatorConfig)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    steps: int = 3000
+    batch_size: int = 32
+    loss: str = "hinge"
+    g_learning_rate: float = 2e-4
+    d_learning_rate: float = 2e-4
+    beta_1: float = 0.5
+    beta_2: float = 0.999
+    # Weight of real-video/mismatched-caption negatives in the D loss (GAN-CLS).
+    mismatch_weight: float = 0.5
+    # 0 disables the generator EMA.
+    ema_decay: float = 0.999
+    mixed_precision: str = "float32"
+    strategy: str = "default"
+    seed: int = 0
+    log_every: int = 50
+    sample_every: int = 500
+    checkpoint_every: int = 250
+    keep_checkpoints: int = 3
+    num_samples: int = 8
+
+
+@dataclasses.dataclass
+class ExperimentConfig:
+    name: str = "default"
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    def validate(self) -> ExperimentConfig:
+        """Checks cross-field constraints; raises ValueError naming the field."""
+        _check_choice("train.loss", self.train.loss, LOSSES)
+        _check_choice("train.mixed_precision", self.train.mixed_precision, PRECISIONS)
+        _check_choice("train.strategy", self.train.strategy, STRATEGIES)
+        d, g = self.data, self.model.generator
+        for key, value in (("data.frames", d.frames), ("data.height", d.height),
+                           ("data.width", d.width), ("train.batch_size", self.train.batch_size),
+                           ("train.steps", self.train.steps), ("model.generator.z_dim", g.z_dim)):
+            if value <= 0:
+                raise ValueError(f"{key} must be positive, got {value}")
+        for key, size, base in (("data.frames", d.frames, g.base_frames),
+                                ("data.height", d.height, g.base_size),
+                                ("data.width", d.width, g.base_size)):
+            ratio = size // base
+            if size % base or ratio & (ratio - 1):
+                raise ValueError(
+                    f"{key}={size} must be a power-of-two multiple of the generator's "
+                    f"base size {base} (e.g. {base * 4} or {base * 8})")
+        if d.height != d.width:
+            raise ValueError(f"square frames only: data.height={d.height} != data.width={d.width}")
+        if not 0.0 <= self.train.ema_decay < 1.0:
+            raise ValueError(f"train.ema_decay must be in [0, 1), got {self.train.ema_decay}")
+        if d.num_objects not in (1, 2):
+            raise ValueError(f"data.num_objects must be 1 or 2, got {d.num_objects}")
+        return self
+
+
+def _check_choice(key: str, value: str, choices: Iterable[str]) -> None:
+    if value not in choices:
+        raise ValueError(f"{key}={value!r} is not one of {', '.join(choices)}")
+
+
+# --------------------------------------------------------------------------- #
+# Named experiments.
+
+def _default() -> ExperimentConfig:
+    return ExperimentConfig(name="default")
+
+
+def _tiny() -> ExperimentConfig:
+    """Seconds per step on a laptop: for tests and smoke runs."""
+    cfg = ExperimentConfig(name="tiny")
+    cfg.data.frames, cfg.data.height, cfg.data.width = 4, 16, 16
+    cfg.data.shuffle_buffer = 8
+    cfg.model.text_encoder = TextEncoderConfig(embedding_dim=8, hidden_dim=8, output_dim=16)
+    cfg.model.generator = GeneratorConfig(z_dim=8, base_width=16, min_width=8, base_frames=1)
+    cfg.model.discriminator = DiscriminatorConfig(base_width=8, max_width=16)
+    cfg.train = TrainConfig(steps=4, batch_size=4, log_every=2, sample_every=4,
+                            checkpoint_every=2, num_samples=2)
+    return cfg
+
+
+def _moving_shapes_64() -> ExperimentConfig:
+    cfg = ExperimentConfig(name="moving_shapes_64")
+    cfg.data.height = cfg.data.width = 64
+    cfg.train.batch_size = 16
+    return cfg
+
+
+def _bouncing_digits_64() -> ExperimentConfig:
+    cfg = ExperimentConfig(name="bouncing_digits_64")
+    cfg.data.name = "bouncing_digits"
+    cfg.data.height = cfg.data.width = 64
+    cfg.train.batch_size = 16
+    cfg.train.steps = 6000
+    return cfg
+
+
+def _two_shapes() -> ExperimentConfig:
+    cfg = ExperimentConfig(name="two_shapes")
+    cfg.data.num_objects = 2
+    return cfg
+
+
+EXPERIMENTS: dict[str, Callable[[], ExperimentConfig]] = {
+    "default": _default,
+    "tiny": _tiny,
+    "moving_shapes_64": _moving_shapes_64,
+    "bouncing_digits_64": _bouncing_digits_64,
+    "two_shapes": _two_shapes,
+}
+
+
+def get_experiment(name: str) -> ExperimentConfig:
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; valid: {', '.join(sorted(EXPERIMENTS))}")
+    return EXPERIMENTS[name]()
+
+
+# --------------------------------------------------------------------------- #
+# Serialisation and overrides.
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(cls: type, values: Mapping[str, Any], *, base: Any = None) -> Any:
+    """Builds `cls` from a (possibly partial) nested dict, on top of `base`."""
+    obj = copy.deepcopy(base) if base is not None else cls()
+    _merge(obj, values, prefix="")
+    return obj
+
+
+def _merge(obj: Any, values: Mapping[str, Any], prefix: str) -> None:
+    hints = typing.get_type_hints(type(obj))
+    fields = {f.name for f in dataclasses.fields(obj)}
+    for key, value in values.items():
+        path = f"{prefix}{key}"
+        if key not in fields:
+            raise ValueError(f"unknown config field {path!r}; valid: {', '.join(sorted(fields))}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, Mapping):
+                raise ValueError(f"config field {path!r} is a section; give a mapping")
+            _merge(current, value, prefix=path + ".")
+        else:
+            setattr(obj, key, _coerce(path, value, hints[key]))
+
+
+def _coerce(path: str, value: Any, hint: Any) -> Any:
+    kind = hint if isinstance(hint, type) else type(None)
+    try:
+        if kind is bool:
+            if isinstance(value, str):
+                low = value.strip().lower()
+                if low not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                return low in ("true", "1", "yes")
+            return bool(value)
+        if kind in (int, float, str):
+            if kind is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return kind(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"config field {path!r} expects {kind.__name__}, got {value!r}") from None
+    return value
+
+
+def apply_overrides(cfg: ExperimentConfig, overrides: Iterable[str]) -> ExperimentConfig:
+    """Applies `section.field=value` strings (comma-separated lists allowed)."""
+    nested: dict[str, Any] = {}
+    for item in overrides:
+        for part in filter(None, (p.strip() for p in item.split(","))):
+            if "=" not in part:
+                raise ValueError(f"override {part!r} is not of the form key=value")
+            key, value = (s.strip() for s in part.split("=", 1))
+            node = nested
+            *parents, leaf = key.split(".")
+            for p in parents:
+                node = node.setdefault(p, {})
+            node[leaf] = value
+    return from_dict(ExperimentConfig, nested, base=cfg)
+
+
+def load_json(path: str) -> dict[str, Any]:
+    import tensorflow as tf  # gfile: local, gs:// and friends.
+
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"config file not found: {path}")
+    with tf.io.gfile.GFile(path) as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"config file {path} is not valid JSON: {e}") from None
+
+
+def resolve(experiment: str = "default", config_file: str = "",
+            overrides: Iterable[str] = ()) -> ExperimentConfig:
+    """The layered config: experiment, then file, then overrides; validated."""
+    cfg = get_experiment(experiment)
+    if config_file:
+        cfg = from_dict(ExperimentConfig, load_json(config_file), base=cfg)
+    cfg = apply_overrides(cfg, overrides)
+    return cfg.validate()
+
+
+def dumps(cfg: ExperimentConfig) -> str:
+    return json.dumps(to_dict(cfg), indent=2, sort_keys=True)
+
+
+def loads(text: str) -> ExperimentConfig:
+    return from_dict(ExperimentConfig, json.loads(text))

@@ -1,0 +1,78 @@
+"""Registry of datasets: built-in procedural ones and `prefix:argument` readers."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Sequence
+
+import tensorflow as tf
+
+_BUILTIN: dict[str, Callable[..., BuiltinDataset]] = {}
+
+
+class BuiltinDataset(abc.ABC):
+    """A procedural dataset: element i is a pure function of (seed, split, i).
+
+    Elements are `{"video": float32 [T,H,W,3] in [-1,1], "caption": tf.string []}`.
+    Because elements are indexed, a resumed run continues from the exact
+    position it stopped at (`start`), with no shuffle state to save.
+    """
+
+    name: str = ""
+    splits: tuple[str, ...] = ("train", "validation", "heldout")
+    # Attribute name -> the values it takes; captions are parsed into these
+    # (used by caption-accuracy metrics and the sample caption sets).
+    attributes: dict[str, tuple[str, ...]] = {}
+
+    @abc.abstractmethod
+    def make(self, split: str, frames: int, height: int, width: int, seed: int,
+             num_examples: int | None, start: int) -> tf.data.Dataset:
+        """The element pipeline (unbatched)."""
+
+    @abc.abstractmethod
+    def captions(self, split: str) -> list[str]:
+        """Every distinct caption the split can produce, sorted."""
+
+    @abc.abstractmethod
+    def parse_caption(self, caption: str) -> dict[str, str]:
+        """Caption -> {attribute: value}; ValueError if it is not of the grammar."""
+
+    def vocabulary(self) -> list[str]:
+        """Every word any split's captions use, sorted (for the built-in encoder)."""
+        words = {w for split in self.splits for c in self.captions(split) for w in c.split()}
+        return sorted(words)
+
+    def sample_captions(self, split: str = "train", count: int = 8) -> list[str]:
+        """A fixed, spread-out subset of the split's captions (for sample grids)."""
+        captions = self.captions(split)
+        step = max(1, len(captions) // count)
+        picked = captions[::step][:count]
+        return (picked * (count // max(1, len(picked)) + 1))[:count]
+
+    def check_split(self, split: str) -> None:
+        if split not in self.splits:
+            raise ValueError(f"dataset {self.name!r} has no split {split!r}; valid: "
+                             f"{', '.join(self.splits)}")
+
+
+def register(name: str) -> Callable[[Callable[..., BuiltinDataset]], Callable[..., BuiltinDataset]]:
+    def wrap(factory: Callable[..., BuiltinDataset]) -> Callable[..., BuiltinDataset]:
+        _BUILTIN[name] = factory
+        return factory
+    return wrap
+
+
+def available() -> list[str]:
+    return sorted(_BUILTIN)
+
+
+def get(name: str, **options) -> BuiltinDataset:
+    """The built-in dataset `name`, configured by `options` (e.g. num_objects)."""
+    if name not in _BUILTIN:
+        raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(available())}")
+    return _BUILTIN[name](**options)
+
+
+def split_seed(seed: int, split: str, splits: Sequence[str]) -> int:
+    # Distinct, stable random streams per split (train never sees validation clips).
+    return int(seed) * 1009 + 7919 * (1 + list(splits).index(split))

@@ -1,0 +1,51 @@
+"""Networks (text encoders, generator, discriminator) and the task object."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+
+from tfvideogen.config import ModelConfig
+from tfvideogen.models.discriminator import VideoDiscriminator
+from tfvideogen.models.generator import VideoGenerator
+from tfvideogen.models.task import TextToVideo, latents_from_seeds, to_uint8
+from tfvideogen.models.text_encoder import TextEncoder
+
+__all__ = ["TextEncoder", "TextToVideo", "VideoDiscriminator", "VideoGenerator", "build_task",
+           "build_text_encoder", "latents_from_seeds", "to_uint8"]
+
+
+def build_text_encoder(cfg: ModelConfig, vocabulary: Sequence[str]) -> keras.Model:
+    t = cfg.text_encoder
+    if t.kind == "builtin":
+        return TextEncoder(vocabulary, max_tokens=t.max_tokens, embedding_dim=t.embedding_dim,
+                           hidden_dim=t.hidden_dim, output_dim=t.output_dim, name="text_encoder")
+    raise ValueError(f"unknown text encoder {t.kind!r}; valid: builtin")
+
+
+def build_task(cfg: ModelConfig, vocabulary: Sequence[str], frames: int, size: int,
+               ema: bool = True) -> TextToVideo:
+    """Builds encoder, G, D (and an EMA copy of G) from the model config."""
+    encoder = build_text_encoder(cfg, vocabulary)
+    text_dim = encoder.output_dim
+    g, d = cfg.generator, cfg.discriminator
+
+    def make_generator(name):
+        return VideoGenerator(frames=frames, size=size, z_dim=g.z_dim, text_dim=text_dim,
+                              base_width=g.base_width, min_width=g.min_width,
+                              base_frames=g.base_frames, base_size=g.base_size,
+                              upsampling=g.upsampling, name=name)
+
+    generator = make_generator("generator")
+    ema_generator = make_generator("ema_generator") if ema else None
+    discriminator = VideoDiscriminator(frames=frames, size=size, text_dim=text_dim,
+                                       base_width=d.base_width, max_width=d.max_width,
+                                       spectral_norm=d.spectral_norm,
+                                       frame_frames=d.frame_frames, name="discriminator")
+    task = TextToVideo(encoder, generator, discriminator, ema_generator, name="text_to_video")
+    task.build()
+    if ema_generator is not None:
+        for e, w in zip(ema_generator.weights, generator.weights):
+            e.assign(w)
+    return task

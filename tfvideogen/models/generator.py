@@ -1,0 +1,106 @@
+"""`VideoGenerator`: (z, text embedding) -> video."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import ops
+
+from tfvideogen.models.layers import PACKAGE, ConditionalNorm, upsample_nearest
+
+UPSAMPLING = ("transpose", "nearest")
+
+
+def _log2(ratio: int, what: str) -> int:
+    n = int(round(math.log2(ratio))) if ratio >= 1 else -1
+    if n < 0 or 2**n != ratio:
+        raise ValueError(f"{what}: ratio {ratio} is not a power of two")
+    return n
+
+
+@keras.saving.register_keras_serializable(PACKAGE)
+class VideoGenerator(keras.Model):
+    """3D-convolutional conditional generator.
+
+    Inputs: `z` float32 [B, z_dim] (standard normal), `text_embedding` float32
+    [B, text_dim]. Output: float32 [B, frames, size, size, 3] in [-1, 1].
+
+    The condition c = [z, text] is projected to a [base_frames, base_size,
+    base_size, base_width] map, then upsampled x2 per block (time too, until
+    `frames`); every block is conv -> per-sample norm with FiLM(c) -> ReLU,
+    so the caption modulates every resolution. `upsampling="transpose"` uses
+    a 4x4x4 stride-2 transposed conv (cheap); `"nearest"` uses nearest
+    upsampling + a 3x3x3 conv (no checkerboard, ~3x the FLOPs). A final
+    full-resolution 3x3x3 conv maps to RGB.
+    """
+
+    def __init__(self, frames: int = 16, size: int = 32, z_dim: int = 64, text_dim: int = 128,
+                 base_width: int = 128, min_width: int = 16, base_frames: int = 2,
+                 base_size: int = 4, upsampling: str = "transpose", **kwargs):
+        super().__init__(**kwargs)
+        if upsampling not in UPSAMPLING:
+            raise ValueError(f"upsampling={upsampling!r}; valid: {', '.join(UPSAMPLING)}")
+        self.frames, self.size, self.z_dim, self.text_dim = frames, size, z_dim, text_dim
+        self.base_width, self.min_width = base_width, min_width
+        self.base_frames, self.base_size, self.upsampling = base_frames, base_size, upsampling
+        n_space = _log2(size // base_size if size % base_size == 0 else 0, "size/base_size")
+        n_time = _log2(frames // base_frames if frames % base_frames == 0 else 0,
+                       "frames/base_frames")
+        if n_time > n_space:
+            raise ValueError(f"frames/base_frames={frames // base_frames} needs more blocks than "
+                             f"size/base_size={size // base_size} gives; raise base_frames")
+        self.time_up = [i < n_time for i in range(n_space)]
+        self.widths = [max(min_width, base_width // 2**i) for i in range(n_space + 1)]
+
+        c0 = self.widths[0]
+        self.stem = keras.layers.Dense(base_frames * base_size * base_size * c0, name="stem")
+        self.stem_norm = ConditionalNorm(c0, name="stem_norm")
+        self.convs, self.norms = [], []
+        for i, width in enumerate(self.widths[1:]):
+            if upsampling == "transpose":
+                strides = (2 if self.time_up[i] else 1, 2, 2)
+                kernel = (4 if self.time_up[i] else 3, 4, 4)
+                conv = keras.layers.Conv3DTranspose(width, kernel, strides, padding="same",
+                                                    name=f"up{i}")
+            else:
+                conv = keras.layers.Conv3D(width, 3, padding="same", name=f"up{i}")
+            self.convs.append(conv)
+            self.norms.append(ConditionalNorm(width, name=f"norm{i}"))
+        self.to_rgb = keras.layers.Conv3D(3, 3, padding="same", name="to_rgb")
+        self.out = keras.layers.Activation("tanh", dtype="float32", name="tanh")
+
+    def build(self, z_shape=None, text_shape=None):
+        cond = (None, self.z_dim + self.text_dim)
+        self.stem.build(cond)
+        self.stem_norm.build(None, cond)
+        t, s = self.base_frames, self.base_size
+        for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
+            t, s = t * (2 if self.time_up[i] else 1), s * 2
+            in_shape = (None, t, s, s, self.widths[i])
+            if self.upsampling == "transpose":
+                in_shape = (None, t // (2 if self.time_up[i] else 1), s // 2, s // 2,
+                            self.widths[i])
+            conv.build(in_shape)
+            norm.build(None, cond)
+        self.to_rgb.build((None, t, s, s, self.widths[-1]))
+        self.built = True
+
+    def call(self, z, text_embedding, training=None):
+        cond = ops.concatenate([ops.cast(z, self.compute_dtype),
+                                ops.cast(text_embedding, self.compute_dtype)], axis=-1)
+        x = self.stem(cond)
+        x = ops.reshape(x, [-1, self.base_frames, self.base_size, self.base_size,
+                            self.widths[0]])
+        x = ops.relu(self.stem_norm(x, cond))
+        for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
+            if self.upsampling == "nearest":
+                x = upsample_nearest(x, time=self.time_up[i])
+            x = ops.relu(norm(conv(x), cond))
+        return self.out(self.to_rgb(x))
+
+    def get_config(self):
+        return {**super().get_config(), "frames": self.frames, "size": self.size,
+                "z_dim": self.z_dim, "text_dim": self.text_dim, "base_width": self.base_width,
+                "min_width": self.min_width, "base_frames": self.base_frames,
+                "base_size": self.base_size, "upsampling": self.upsampling}

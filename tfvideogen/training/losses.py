@@ -1,0 +1,72 @@
+"""GAN losses as pure functions of logits (float32, any shape).
+
+Conventions: `real`/`fake` are discriminator logits; higher means "real and
+matching its caption". Every loss returns a scalar mean over all elements
+(several heads or frames simply contribute more elements).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+KINDS = ("hinge", "non_saturating")
+
+
+def _f32(x) -> tf.Tensor:
+    return tf.cast(x, tf.float32)
+
+
+def _masked_mean(x: tf.Tensor, mask: tf.Tensor | None) -> tf.Tensor:
+    if mask is None:
+        return tf.reduce_mean(x)
+    # mask [B] broadcast over the logits' trailing axes; empty mask -> 0.
+    mask = tf.cast(tf.reshape(mask, [-1] + [1] * (len(x.shape) - 1)), x.dtype)
+    mask = tf.broadcast_to(mask, tf.shape(x))
+    return tf.math.divide_no_nan(tf.reduce_sum(x * mask), tf.reduce_sum(mask))
+
+
+def hinge_discriminator(real, fake, mismatch=None, mismatch_mask=None,
+                        mismatch_weight: float = 0.5) -> tf.Tensor:
+    """mean(relu(1 - real)) + (1-w) mean(relu(1 + fake)) + w mean(relu(1 + mismatch))."""
+    loss_real = tf.reduce_mean(tf.nn.relu(1.0 - _f32(real)))
+    loss_fake = tf.reduce_mean(tf.nn.relu(1.0 + _f32(fake)))
+    if mismatch is None:
+        return loss_real + loss_fake
+    loss_mis = _masked_mean(tf.nn.relu(1.0 + _f32(mismatch)), mismatch_mask)
+    return loss_real + (1.0 - mismatch_weight) * loss_fake + mismatch_weight * loss_mis
+
+
+def hinge_generator(fake) -> tf.Tensor:
+    """-mean(fake)."""
+    return -tf.reduce_mean(_f32(fake))
+
+
+def non_saturating_discriminator(real, fake, mismatch=None, mismatch_mask=None,
+                                 mismatch_weight: float = 0.5) -> tf.Tensor:
+    """mean(softplus(-real)) + (1-w) mean(softplus(fake)) + w mean(softplus(mismatch))."""
+    loss_real = tf.reduce_mean(tf.nn.softplus(-_f32(real)))
+    loss_fake = tf.reduce_mean(tf.nn.softplus(_f32(fake)))
+    if mismatch is None:
+        return loss_real + loss_fake
+    loss_mis = _masked_mean(tf.nn.softplus(_f32(mismatch)), mismatch_mask)
+    return loss_real + (1.0 - mismatch_weight) * loss_fake + mismatch_weight * loss_mis
+
+
+def non_saturating_generator(fake) -> tf.Tensor:
+    """mean(softplus(-fake)) = -mean(log sigmoid(fake))."""
+    return tf.reduce_mean(tf.nn.softplus(-_f32(fake)))
+
+
+def discriminator_loss(kind: str, real, fake, mismatch=None, mismatch_mask=None,
+                       mismatch_weight: float = 0.5) -> tf.Tensor:
+    fn = {"hinge": hinge_discriminator, "non_saturating": non_saturating_discriminator}
+    if kind not in fn:
+        raise ValueError(f"unknown loss {kind!r}; valid: {', '.join(KINDS)}")
+    return fn[kind](real, fake, mismatch, mismatch_mask, mismatch_weight)
+
+
+def generator_loss(kind: str, fake) -> tf.Tensor:
+    fn = {"hinge": hinge_generator, "non_saturating": non_saturating_generator}
+    if kind not in fn:
+        raise ValueError(f"unknown loss {kind!r}; valid: {', '.join(KINDS)}")
+    return fn[kind](fake)

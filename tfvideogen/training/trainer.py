@@ -1,0 +1,391 @@
+"""The GAN training loop: a `tf.function` step (D then G), checkpoints, samples.
+
+    result = tfvideogen.training.train(cfg, model_dir="runs/exp1")
+
+Rerunning on the same `model_dir` resumes from the last checkpoint: step,
+weights, optimizer slots, EMA, RNG state and data position (built-in datasets
+are indexed, so the stream restarts at element `step * batch_size`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import signal
+import time
+from collections.abc import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from tfvideogen import config as config_lib
+from tfvideogen import data as data_lib
+from tfvideogen import models
+from tfvideogen.training import losses, summaries
+from tfvideogen.training.progress import Progress
+from tfvideogen.utils import video as video_lib
+
+CONFIG_FILE = "config.json"
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN/inf; the last good checkpoint is kept."""
+
+
+class IncompatibleRunError(ValueError):
+    """`model_dir` holds a run whose model differs from the requested one."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+    model_dir: str
+    step: int
+    losses: dict[str, float]
+    steps_per_second: float
+    task: models.TextToVideo
+    preempted: bool = False
+
+
+# --------------------------------------------------------------------------- #
+# Setup helpers.
+
+def set_precision(policy: str) -> None:
+    """Sets the global Keras dtype policy (call before building models)."""
+    if policy not in config_lib.PRECISIONS:
+        raise ValueError(f"mixed_precision={policy!r}; valid: {', '.join(config_lib.PRECISIONS)}")
+    keras.mixed_precision.set_global_policy(policy)
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    raise ValueError(f"strategy={name!r}; valid: {', '.join(config_lib.STRATEGIES)}")
+
+
+def make_optimizer(lr: float, cfg: config_lib.TrainConfig, name: str) -> keras.optimizers.Optimizer:
+    opt = keras.optimizers.Adam(lr, beta_1=cfg.beta_1, beta_2=cfg.beta_2, name=name)
+    if cfg.mixed_precision == "mixed_float16":
+        # Dynamic loss scaling: scale_loss() before the gradient, apply() unscales
+        # and skips steps whose gradients overflowed.
+        opt = keras.optimizers.LossScaleOptimizer(opt, name=f"{name}_loss_scale")
+    return opt
+
+
+def check_run_dir(model_dir: str, cfg: config_lib.ExperimentConfig) -> None:
+    """Refuses to mix runs: the stored model/data shape must match the request."""
+    path = os.path.join(model_dir, CONFIG_FILE)
+    if not tf.io.gfile.exists(path):
+        return
+    with tf.io.gfile.GFile(path) as f:
+        try:
+            stored = config_lib.loads(f.read())
+        except (ValueError, json.JSONDecodeError) as e:
+            raise IncompatibleRunError(f"{path} is not a tfvideogen config ({e}); "
+                                       f"use another --model_dir") from None
+    ours = config_lib.to_dict(cfg)
+    theirs = config_lib.to_dict(stored)
+    keys = [("model", None)] + [("data", k) for k in ("name", "frames", "height", "width",
+                                                      "num_objects")]
+    for section, key in keys:
+        a = ours[section] if key is None else ours[section][key]
+        b = theirs[section] if key is None else theirs[section][key]
+        if a != b:
+            where = section if key is None else f"{section}.{key}"
+            raise IncompatibleRunError(
+                f"--model_dir {model_dir} holds a run with a different {where} "
+                f"({_diff(b, a)}); use a new --model_dir or the stored config. "
+                f"Nothing was overwritten.")
+
+
+def _diff(stored, requested, prefix="") -> str:
+    if isinstance(stored, dict) and isinstance(requested, dict):
+        for k in stored:
+            if stored[k] != requested.get(k):
+                return _diff(stored[k], requested.get(k), f"{prefix}{k}.")
+    return f"{prefix.rstrip('.') or 'value'}: stored {stored!r}, requested {requested!r}"
+
+
+def write_config(model_dir: str, cfg: config_lib.ExperimentConfig) -> None:
+    path = os.path.join(model_dir, CONFIG_FILE)
+    tmp = path + ".tmp"
+    with tf.io.gfile.GFile(tmp, "w") as f:
+        f.write(config_lib.dumps(cfg))
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def load_run_config(model_dir: str) -> config_lib.ExperimentConfig:
+    path = os.path.join(model_dir, CONFIG_FILE)
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"no {CONFIG_FILE} in {model_dir}: not a tfvideogen run directory")
+    with tf.io.gfile.GFile(path) as f:
+        return config_lib.loads(f.read())
+
+
+def dataset_for(cfg: config_lib.ExperimentConfig) -> data_lib.BuiltinDataset:
+    d = cfg.data
+    return data_lib.get(d.name, num_objects=d.num_objects, mnist_path=d.mnist_path)
+
+
+def build_task(cfg: config_lib.ExperimentConfig) -> models.TextToVideo:
+    ds = dataset_for(cfg)
+    return models.build_task(cfg.model, ds.vocabulary(), cfg.data.frames, cfg.data.height,
+                             ema=cfg.train.ema_decay > 0)
+
+
+def make_checkpoint(task: models.TextToVideo, step: tf.Variable, rng: tf.random.Generator,
+                    g_opt=None, d_opt=None) -> tf.train.Checkpoint:
+    parts = {"step": step, "rng": rng, "text_encoder": task.text_encoder,
+             "generator": task.generator, "discriminator": task.discriminator}
+    if task.ema_generator is not None:
+        parts["ema_generator"] = task.ema_generator
+    if g_opt is not None:
+        parts.update(g_optimizer=g_opt, d_optimizer=d_opt)
+    return tf.train.Checkpoint(**parts)
+
+
+def restore(checkpoint: tf.train.Checkpoint, path: str, *, expect_partial: bool = False) -> None:
+    """Restores `path`, raising IncompatibleRunError when it does not fit."""
+    try:
+        status = checkpoint.restore(path)
+        if expect_partial:
+            status.expect_partial()
+        status.assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.InvalidArgumentError,
+            tf.errors.NotFoundError) as e:
+        raise IncompatibleRunError(
+            f"checkpoint {path} does not match this model ({str(e).splitlines()[0][:300]}); "
+            f"use a new --model_dir. Nothing was overwritten.") from None
+
+
+def load_task(model_dir: str, checkpoint: str = "") -> tuple[models.TextToVideo,
+                                                              config_lib.ExperimentConfig, int]:
+    """Rebuilds the task of a run and restores its latest (or the named) checkpoint."""
+    cfg = load_run_config(model_dir)
+    task = build_task(cfg)
+    step = tf.Variable(0, dtype=tf.int64)
+    ckpt = make_checkpoint(task, step, tf.random.Generator.from_seed(0))
+    path = checkpoint or tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+    if not path:
+        raise FileNotFoundError(f"no checkpoint in {model_dir}/checkpoints")
+    if not tf.io.gfile.exists(path + ".index"):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    restore(ckpt, path, expect_partial=True)
+    return task, cfg, int(step.numpy())
+
+
+# --------------------------------------------------------------------------- #
+# The step.
+
+def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Generator,
+                    cfg: config_lib.ExperimentConfig,
+                    strategy: tf.distribute.Strategy) -> Callable:
+    """Builds the distributed `tf.function` step: one D update, then one G update.
+
+    D sees real clips with their captions (positives), generated clips and
+    real clips with another clip's caption (negatives). The text encoder is
+    trained with D (it must tell captions apart to score the match); G sees
+    the embedding as a constant, so G cannot cheat by moving the text space.
+    Losses are averaged over the global batch (per-replica mean / replicas).
+    """
+    t = cfg.train
+    enc, gen, disc, ema = task.text_encoder, task.generator, task.discriminator, task.ema_generator
+    z_dim = gen.z_dim
+    replicas = strategy.num_replicas_in_sync
+    scaled = isinstance(g_opt, keras.optimizers.LossScaleOptimizer)
+
+    def replica_step(batch):
+        video, captions = batch["video"], batch["caption"]
+        z = rng.normal([tf.shape(video)[0], z_dim])
+        d_vars = disc.trainable_variables + enc.trainable_variables
+        g_vars = gen.trainable_variables
+        with tf.GradientTape() as d_tape:
+            emb = enc(captions, training=True)
+            cond = tf.stop_gradient(emb)
+            # G runs once per step: its tape stays open across the D update, and
+            # the G loss re-scores the same clips with the updated D (as in the
+            # PyTorch DCGAN recipe), saving a generator forward pass.
+            with tf.GradientTape() as g_tape:
+                fake = gen(z, cond, training=True)
+            wrong = tf.roll(emb, shift=1, axis=0)
+            mismatch_mask = tf.not_equal(captions, tf.roll(captions, shift=1, axis=0))
+            # One D pass over [real; fake; real-with-wrong-caption]: D is per-sample.
+            logits = disc(tf.concat([video, tf.stop_gradient(tf.cast(fake, video.dtype)), video],
+                                    0),
+                          tf.concat([emb, emb, wrong], 0), training=True)
+            real_l, fake_l, mis_l = tf.split(logits, 3, axis=0)
+            d_loss = losses.discriminator_loss(t.loss, real_l, fake_l, mis_l, mismatch_mask,
+                                               t.mismatch_weight)
+            d_obj = d_loss / replicas
+            if scaled:
+                d_obj = d_opt.scale_loss(d_obj)
+        d_opt.apply(d_tape.gradient(d_obj, d_vars), d_vars)
+
+        with g_tape:
+            g_loss = losses.generator_loss(t.loss, disc(fake, cond, training=True))
+            g_obj = g_loss / replicas
+            if scaled:
+                g_obj = g_opt.scale_loss(g_obj)
+        g_opt.apply(g_tape.gradient(g_obj, g_vars), g_vars)
+        return {"d_loss": d_loss, "g_loss": g_loss,
+                "real_logit": tf.reduce_mean(tf.cast(real_l, tf.float32)),
+                "fake_logit": tf.reduce_mean(tf.cast(fake_l, tf.float32))}
+
+    @tf.function
+    def step_fn(batch, step):
+        out = strategy.run(replica_step, args=(batch,))
+        out = {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+               for k, v in out.items()}
+        if ema is not None:
+            # Warm-up so early samples are not dominated by the random init.
+            s = tf.cast(step, tf.float32)
+            decay = tf.minimum(t.ema_decay, (1.0 + s) / (10.0 + s))
+            for e, w in zip(ema.weights, gen.weights):
+                e.assign(decay * e + (1.0 - decay) * tf.cast(w, e.dtype))
+        return out
+
+    return step_fn
+
+
+# --------------------------------------------------------------------------- #
+# The loop.
+
+class _Preemption:
+    """SIGTERM/SIGINT -> finish the current step, checkpoint, exit cleanly."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(ValueError):  # not the main thread: no handler
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        logging.warning("signal %d: checkpointing after this step, then stopping", signum)
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def train(cfg: config_lib.ExperimentConfig, model_dir: str) -> TrainResult:
+    """Trains (or resumes) the experiment `cfg` into `model_dir`."""
+    cfg.validate()
+    t = cfg.train
+    tf.io.gfile.makedirs(model_dir)
+    check_run_dir(model_dir, cfg)
+    set_precision(t.mixed_precision)
+    keras.utils.set_random_seed(t.seed)
+    strategy = make_strategy(t.strategy)
+    dataset = dataset_for(cfg)
+
+    with strategy.scope():
+        task = build_task(cfg)
+        g_opt = make_optimizer(t.g_learning_rate, t, "g_optimizer")
+        d_opt = make_optimizer(t.d_learning_rate, t, "d_optimizer")
+        g_opt.build(task.generator.trainable_variables)
+        d_opt.build(task.discriminator.trainable_variables
+                    + task.text_encoder.trainable_variables)
+        rng = tf.random.Generator.from_seed(t.seed)
+        step_var = tf.Variable(0, dtype=tf.int64, name="step")
+    checkpoint = make_checkpoint(task, step_var, rng, g_opt, d_opt)
+    manager = tf.train.CheckpointManager(checkpoint, os.path.join(model_dir, "checkpoints"),
+                                         max_to_keep=t.keep_checkpoints)
+    if manager.latest_checkpoint:
+        restore(checkpoint, manager.latest_checkpoint)
+        logging.info("resumed from %s at step %d", manager.latest_checkpoint,
+                     int(step_var.numpy()))
+    write_config(model_dir, cfg)
+    start = int(step_var.numpy())
+
+    ds = data_lib.load(cfg.data.name, split=cfg.data.split, frames=cfg.data.frames,
+                       height=cfg.data.height, width=cfg.data.width, seed=cfg.data.seed,
+                       start=start * t.batch_size, num_objects=cfg.data.num_objects,
+                       mnist_path=cfg.data.mnist_path)
+    ds = strategy.experimental_distribute_dataset(data_lib.batched(ds, t.batch_size))
+    step_fn = make_train_step(task, g_opt, d_opt, rng, cfg, strategy)
+    writer = tf.summary.create_file_writer(os.path.join(model_dir, "logs"))
+    sample_captions = (dataset.sample_captions("train", (t.num_samples + 1) // 2)
+                       + dataset.sample_captions("heldout", t.num_samples // 2))
+
+    progress = Progress(t.steps, start=start, every=t.log_every)
+    values: dict[str, float] = {}
+    step = start
+    preempted = False
+    with _Preemption() as stop, writer.as_default():
+        iterator = iter(ds)
+        while step < t.steps:
+            out = step_fn(next(iterator), tf.constant(step, tf.int64))
+            values = {k: float(v) for k, v in out.items()}
+            bad = [k for k in ("d_loss", "g_loss") if not math.isfinite(values[k])]
+            if bad:
+                raise NonFiniteLossError(
+                    f"non-finite {', '.join(bad)} at step {step + 1} ({values}); stopped. "
+                    f"The last good checkpoint ({manager.latest_checkpoint or 'none'}) is kept.")
+            step += 1
+            step_var.assign(step)
+            progress.update(step, {"d": values["d_loss"], "g": values["g_loss"]})
+            if step % t.log_every == 0 or step == t.steps:
+                summaries.scalars({**values, "steps_per_second": progress.rate(step)}, step)
+            if step % t.checkpoint_every == 0 or step == t.steps or stop.requested:
+                manager.save(checkpoint_number=step)
+            if step % t.sample_every == 0 or step == t.steps:
+                write_samples(task, sample_captions, model_dir, step)
+            if stop.requested and step < t.steps:
+                preempted = True
+                logging.warning("stopped by signal at step %d; rerun to resume", step)
+                break
+        writer.flush()
+    progress.close()
+    if not preempted:
+        save_keras(task, model_dir)
+    return TrainResult(model_dir=model_dir, step=step, losses=values,
+                       steps_per_second=progress.rate(step), task=task, preempted=preempted)
+
+
+def write_samples(task: models.TextToVideo, captions: list[str], model_dir: str, step: int,
+                  fps: int = 8) -> np.ndarray:
+    """Videos for a fixed caption/seed set -> samples/step_N.{gif,mp4} + TensorBoard."""
+    videos = task.generate(captions, seed=0)
+    clip = video_lib.upscale(video_lib.grid(videos, columns=len(captions) // 2 or 1),
+                             max(1, 128 // task.video_shape[1]))
+    out = os.path.join(model_dir, "samples")
+    tf.io.gfile.makedirs(out)
+    for ext in ("gif", "mp4"):
+        video_lib.write_video(os.path.join(out, f"step_{step:06d}.{ext}"), clip, fps)
+    with tf.io.gfile.GFile(os.path.join(out, "captions.txt"), "w") as f:
+        f.write("".join(f"{i}: {c}\n" for i, c in enumerate(captions)))
+    summaries.gif_summary("samples", clip, step, fps)
+    return videos
+
+
+def save_keras(task: models.TextToVideo, model_dir: str) -> str:
+    """The final task as a `.keras` file (atomic: temp name, then rename)."""
+    path = os.path.join(model_dir, "text_to_video.keras")
+    tmp = path + ".tmp.keras"
+    task.save(tmp)
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+    return path
+
+
+def timestamped_dir(root: str = "runs") -> str:
+    return os.path.join(root, time.strftime("%Y%m%d-%H%M%S"))
