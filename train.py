@@ -44,10 +44,7 @@ def main(argv):
         if FLAGS[name].value is not None]
     try:
         cfg = config_lib.resolve(FLAGS.experiment, FLAGS.config_file, overrides)
-        from tfvideogen import data
-        if cfg.data.name not in data.available():
-            raise ValueError(f"unknown dataset {cfg.data.name!r}; valid: "
-                             f"{', '.join(data.available())}")
+        training.trainer.dataset_for(cfg)  # unknown dataset -> error listing the choices
     except (ValueError, FileNotFoundError) as e:
         raise app.UsageError(str(e)) from None
     model_dir = FLAGS.model_dir or training.timestamped_dir()

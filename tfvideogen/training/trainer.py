@@ -324,8 +324,7 @@ def train(cfg: config_lib.ExperimentConfig, model_dir: str) -> TrainResult:
     ds = strategy.experimental_distribute_dataset(data_lib.batched(ds, t.batch_size))
     step_fn = make_train_step(task, g_opt, d_opt, rng, cfg, strategy)
     writer = tf.summary.create_file_writer(os.path.join(model_dir, "logs"))
-    sample_captions = (dataset.sample_captions("train", (t.num_samples + 1) // 2)
-                       + dataset.sample_captions("heldout", t.num_samples // 2))
+    sample_captions = sample_caption_set(dataset, t.num_samples)
 
     progress = Progress(t.steps, start=start, every=t.log_every)
     values: dict[str, float] = {}
@@ -360,6 +359,14 @@ def train(cfg: config_lib.ExperimentConfig, model_dir: str) -> TrainResult:
         save_keras(task, model_dir)
     return TrainResult(model_dir=model_dir, step=step, losses=values,
                        steps_per_second=progress.rate(step), task=task, preempted=preempted)
+
+
+def sample_caption_set(dataset: data_lib.BuiltinDataset, count: int) -> list[str]:
+    """The fixed caption set of the sample grids: half train, half held-out captions."""
+    if "heldout" not in dataset.splits:
+        return dataset.sample_captions("train", count)
+    return (dataset.sample_captions("train", (count + 1) // 2)
+            + dataset.sample_captions("heldout", count // 2))
 
 
 def write_samples(task: models.TextToVideo, captions: list[str], model_dir: str, step: int,
