@@ -43,18 +43,36 @@ class VideoDiscriminator(keras.Model):
                 t, s, width = (t // strides[0] if rank_time else t), s // 2, min(max_width, width * 2)
             return layers
 
-        self.video_convs = stack(keras.layers.Conv3D, True, "v")
+        # Layers are attributes, not list items: tf.train.Checkpoint does not see
+        # layers held in Keras-tracked lists.
+        for i, layer in enumerate(stack(keras.layers.Conv3D, True, "v")):
+            setattr(self, f"v{i}", layer)
         self.video_width = self._out_width(len(self.video_convs))
         self.video_head = maybe_spectral(keras.layers.Dense(1, name="v_head"), spectral_norm)
         self.video_embed = maybe_spectral(
             keras.layers.Dense(self.video_width, use_bias=False, name="v_proj"), spectral_norm)
         if frame_frames:
-            self.frame_convs = stack(keras.layers.Conv2D, False, "f")
+            for i, layer in enumerate(stack(keras.layers.Conv2D, False, "f")):
+                setattr(self, f"f{i}", layer)
             self.frame_width = self._out_width(len(self.frame_convs))
             self.frame_head = maybe_spectral(keras.layers.Dense(1, name="f_head"), spectral_norm)
             self.frame_embed = maybe_spectral(
                 keras.layers.Dense(self.frame_width, use_bias=False, name="f_proj"),
                 spectral_norm)
+
+    def _convs(self, prefix: str) -> list[keras.layers.Layer]:
+        out = []
+        while hasattr(self, f"{prefix}{len(out)}"):
+            out.append(getattr(self, f"{prefix}{len(out)}"))
+        return out
+
+    @property
+    def video_convs(self) -> list[keras.layers.Layer]:
+        return self._convs("v")
+
+    @property
+    def frame_convs(self) -> list[keras.layers.Layer]:
+        return self._convs("f") if self.frame_frames else []
 
     def _out_width(self, n_layers: int) -> int:
         return min(self.max_width, self.base_width * 2 ** (n_layers - 1))
@@ -63,7 +81,7 @@ class VideoDiscriminator(keras.Model):
     def heads(self) -> int:
         return 2 if self.frame_frames else 1
 
-    def build(self, video_shape=None, text_shape=None):
+    def build(self, video_shape=None, text_embedding_shape=None):
         t, s, c = self.frames, self.size, 3
         for layer in self.video_convs:
             layer.build((None, t, s, s, c))

@@ -56,7 +56,9 @@ class VideoGenerator(keras.Model):
         c0 = self.widths[0]
         self.stem = keras.layers.Dense(base_frames * base_size * base_size * c0, name="stem")
         self.stem_norm = ConditionalNorm(c0, name="stem_norm")
-        self.convs, self.norms = [], []
+        # Blocks are attributes, not list items: tf.train.Checkpoint does not see
+        # layers held in Keras-tracked lists.
+        self.num_blocks = n_space
         for i, width in enumerate(self.widths[1:]):
             if upsampling == "transpose":
                 strides = (2 if self.time_up[i] else 1, 2, 2)
@@ -65,17 +67,22 @@ class VideoGenerator(keras.Model):
                                                     name=f"up{i}")
             else:
                 conv = keras.layers.Conv3D(width, 3, padding="same", name=f"up{i}")
-            self.convs.append(conv)
-            self.norms.append(ConditionalNorm(width, name=f"norm{i}"))
+            setattr(self, f"up{i}", conv)
+            setattr(self, f"norm{i}", ConditionalNorm(width, name=f"norm{i}"))
         self.to_rgb = keras.layers.Conv3D(3, 3, padding="same", name="to_rgb")
         self.out = keras.layers.Activation("tanh", dtype="float32", name="tanh")
 
-    def build(self, z_shape=None, text_shape=None):
+    @property
+    def blocks(self) -> list[tuple[keras.layers.Layer, keras.layers.Layer]]:
+        return [(getattr(self, f"up{i}"), getattr(self, f"norm{i}"))
+                for i in range(self.num_blocks)]
+
+    def build(self, z_shape=None, text_embedding_shape=None):
         cond = (None, self.z_dim + self.text_dim)
         self.stem.build(cond)
         self.stem_norm.build(None, cond)
         t, s = self.base_frames, self.base_size
-        for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
+        for i, (conv, norm) in enumerate(self.blocks):
             t, s = t * (2 if self.time_up[i] else 1), s * 2
             in_shape = (None, t, s, s, self.widths[i])
             if self.upsampling == "transpose":
@@ -93,7 +100,7 @@ class VideoGenerator(keras.Model):
         x = ops.reshape(x, [-1, self.base_frames, self.base_size, self.base_size,
                             self.widths[0]])
         x = ops.relu(self.stem_norm(x, cond))
-        for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
+        for i, (conv, norm) in enumerate(self.blocks):
             if self.upsampling == "nearest":
                 x = upsample_nearest(x, time=self.time_up[i])
             x = ops.relu(norm(conv(x), cond))

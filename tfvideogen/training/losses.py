@@ -70,3 +70,14 @@ def generator_loss(kind: str, fake) -> tf.Tensor:
     if kind not in fn:
         raise ValueError(f"unknown loss {kind!r}; valid: {', '.join(KINDS)}")
     return fn[kind](fake)
+
+
+def r1_penalty(real_grads, gamma: float) -> tf.Tensor:
+    """R1 (Mescheder et al. 2018): gamma/2 * E[ ||d D(x_real) / d x_real||^2 ].
+
+    `real_grads`: gradients of the summed real logits w.r.t. the real inputs
+    [B, ...]; the squared norm is taken per sample, then averaged.
+    """
+    g = _f32(real_grads)
+    per_sample = tf.reduce_sum(tf.reshape(g * g, [tf.shape(g)[0], -1]), axis=1)
+    return 0.5 * gamma * tf.reduce_mean(per_sample)

@@ -26,6 +26,7 @@ from absl import logging
 from tfvideogen import config as config_lib
 from tfvideogen import data as data_lib
 from tfvideogen import models
+from tfvideogen.models import embedding_cache
 from tfvideogen.training import losses, summaries
 from tfvideogen.training.progress import Progress
 from tfvideogen.utils import video as video_lib
@@ -140,6 +141,14 @@ def dataset_for(cfg: config_lib.ExperimentConfig) -> data_lib.BuiltinDataset:
     return data_lib.get(d.name, num_objects=d.num_objects, mnist_path=d.mnist_path)
 
 
+def training_stream(cfg: config_lib.ExperimentConfig, start: int = 0) -> tf.data.Dataset:
+    """The unbatched training elements of `cfg.data`, from element `start` on."""
+    d = cfg.data
+    return data_lib.load(d.name, split=d.split, frames=d.frames, height=d.height, width=d.width,
+                         seed=d.seed, start=start, num_objects=d.num_objects,
+                         mnist_path=d.mnist_path, shuffle_buffer=d.shuffle_buffer, flip=d.flip)
+
+
 def build_task(cfg: config_lib.ExperimentConfig) -> models.TextToVideo:
     ds = dataset_for(cfg)
     return models.build_task(cfg.model, ds.vocabulary(), cfg.data.frames, cfg.data.height,
@@ -192,7 +201,7 @@ def load_task(model_dir: str, checkpoint: str = "") -> tuple[models.TextToVideo,
 
 def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Generator,
                     cfg: config_lib.ExperimentConfig,
-                    strategy: tf.distribute.Strategy) -> Callable:
+                    strategy: tf.distribute.Strategy, cache_text: bool = True) -> Callable:
     """Builds the distributed `tf.function` step: one D update, then one G update.
 
     D sees real clips with their captions (positives), generated clips and
@@ -203,6 +212,10 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
     """
     t = cfg.train
     enc, gen, disc, ema = task.text_encoder, task.generator, task.discriminator, task.ema_generator
+    if cache_text and embedding_cache.is_frozen(enc):
+        # Frozen (hub) encoder: embed each caption once, look it up in the step.
+        enc = embedding_cache.for_training(
+            enc, embedding_cache.known_captions(dataset_for(cfg)), strategy)
     z_dim = gen.z_dim
     replicas = strategy.num_replicas_in_sync
     scaled = isinstance(g_opt, keras.optimizers.LossScaleOptimizer)
@@ -317,11 +330,8 @@ def train(cfg: config_lib.ExperimentConfig, model_dir: str) -> TrainResult:
     write_config(model_dir, cfg)
     start = int(step_var.numpy())
 
-    ds = data_lib.load(cfg.data.name, split=cfg.data.split, frames=cfg.data.frames,
-                       height=cfg.data.height, width=cfg.data.width, seed=cfg.data.seed,
-                       start=start * t.batch_size, num_objects=cfg.data.num_objects,
-                       mnist_path=cfg.data.mnist_path)
-    ds = strategy.experimental_distribute_dataset(data_lib.batched(ds, t.batch_size))
+    ds = strategy.experimental_distribute_dataset(
+        data_lib.batched(training_stream(cfg, start * t.batch_size), t.batch_size))
     step_fn = make_train_step(task, g_opt, d_opt, rng, cfg, strategy)
     writer = tf.summary.create_file_writer(os.path.join(model_dir, "logs"))
     sample_captions = sample_caption_set(dataset, t.num_samples)

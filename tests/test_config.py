@@ -1,0 +1,65 @@
+import json
+
+import pytest
+
+from tfvideogen import config as config_lib
+
+
+def test_every_experiment_validates_and_round_trips():
+    for name in config_lib.EXPERIMENTS:
+        cfg = config_lib.get_experiment(name).validate()
+        assert config_lib.loads(config_lib.dumps(cfg)) == cfg
+
+
+def test_layers_experiment_then_file_then_overrides(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"train": {"steps": 7, "batch_size": 2}, "data": {"height": 64}}))
+    cfg = config_lib.resolve("tiny", str(path), ["train.steps=9", "data.width=64"])
+    assert cfg.train.steps == 9          # override beats file
+    assert cfg.train.batch_size == 2     # file beats experiment
+    assert (cfg.data.height, cfg.data.width) == (64, 64)
+    assert cfg.data.frames == 4          # experiment value kept
+
+
+def test_override_types_are_coerced():
+    cfg = config_lib.apply_overrides(config_lib.get_experiment("default"),
+                                     ["train.g_learning_rate=1e-3,model.discriminator."
+                                      "spectral_norm=true", "train.steps=12"])
+    assert cfg.train.g_learning_rate == pytest.approx(1e-3)
+    assert cfg.model.discriminator.spectral_norm is True
+    assert cfg.train.steps == 12
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.nope=1", "unknown config field 'train.nope'"),
+    ("train.steps=abc", "expects int"),
+    ("train.steps", "key=value"),
+    ("model.discriminator.spectral_norm=maybe", "expects bool"),
+    ("train=3", "is a section"),
+])
+def test_bad_overrides_name_the_problem(override, message):
+    with pytest.raises(ValueError, match=message):
+        config_lib.apply_overrides(config_lib.get_experiment("default"), [override])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.loss=wgan", "train.loss='wgan' is not one of hinge, non_saturating"),
+    ("train.mixed_precision=fp8", "mixed_precision"),
+    ("data.height=48", "power-of-two multiple"),
+    ("data.width=64", "square frames"),
+    ("train.batch_size=0", "batch_size must be positive"),
+    ("data.num_objects=3", "num_objects"),
+])
+def test_validate_rejects_inconsistent_configs(override, message):
+    with pytest.raises(ValueError, match=message):
+        config_lib.resolve("default", "", [override])
+
+
+def test_unknown_experiment_lists_choices():
+    with pytest.raises(ValueError, match="valid: .*default.*tiny"):
+        config_lib.get_experiment("huge")
+
+
+def test_missing_config_file():
+    with pytest.raises(FileNotFoundError, match="config file not found"):
+        config_lib.resolve("default", "/nonexistent/c.json")

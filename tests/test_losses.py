@@ -1,0 +1,64 @@
+"""Losses against values computed by hand."""
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfvideogen.training import losses
+
+REAL = np.array([[2.0], [0.5], [-1.0]], np.float32)
+FAKE = np.array([[-2.0], [0.0], [1.5]], np.float32)
+MIS = np.array([[0.5], [-3.0], [2.0]], np.float32)
+
+
+def test_hinge_discriminator_by_hand():
+    # relu(1 - real) = [0, 0.5, 2] -> 2.5/3 ; relu(1 + fake) = [0, 1, 2.5] -> 3.5/3
+    got = losses.hinge_discriminator(REAL, FAKE)
+    assert float(got) == pytest.approx(2.5 / 3 + 3.5 / 3)
+
+
+def test_hinge_with_masked_mismatch_by_hand():
+    # relu(1 + mis) = [1.5, 0, 3]; mask keeps rows 0 and 2 -> mean 2.25
+    mask = tf.constant([True, False, True])
+    got = losses.hinge_discriminator(REAL, FAKE, MIS, mask, mismatch_weight=0.5)
+    assert float(got) == pytest.approx(2.5 / 3 + 0.5 * 3.5 / 3 + 0.5 * 2.25)
+
+
+def test_hinge_generator_by_hand():
+    assert float(losses.hinge_generator(FAKE)) == pytest.approx(-(-2.0 + 0.0 + 1.5) / 3)
+
+
+def _softplus(x):
+    return math.log1p(math.exp(x))
+
+
+def test_non_saturating_by_hand():
+    d = sum(_softplus(-r) for r in REAL.ravel()) / 3 + sum(_softplus(f) for f in FAKE.ravel()) / 3
+    g = sum(_softplus(-f) for f in FAKE.ravel()) / 3
+    assert float(losses.non_saturating_discriminator(REAL, FAKE)) == pytest.approx(d, rel=1e-6)
+    assert float(losses.non_saturating_generator(FAKE)) == pytest.approx(g, rel=1e-6)
+
+
+def test_mismatch_mask_all_false_contributes_zero():
+    mask = tf.constant([False, False, False])
+    with_mask = losses.hinge_discriminator(REAL, FAKE, MIS, mask, mismatch_weight=0.5)
+    assert float(with_mask) == pytest.approx(2.5 / 3 + 0.5 * 3.5 / 3)
+
+
+def test_multi_head_logits_average_over_heads():
+    real = np.array([[2.0, 0.0]], np.float32)   # relu(1-x) = [0, 1] -> 0.5
+    fake = np.array([[0.0, -2.0]], np.float32)  # relu(1+x) = [1, 0] -> 0.5
+    assert float(losses.hinge_discriminator(real, fake)) == pytest.approx(1.0)
+
+
+def test_float16_logits_give_float32_loss():
+    got = losses.hinge_generator(tf.constant(FAKE, tf.float16))
+    assert got.dtype == tf.float32
+
+
+def test_dispatch_and_unknown_kind():
+    assert float(losses.generator_loss("hinge", FAKE)) == float(losses.hinge_generator(FAKE))
+    with pytest.raises(ValueError, match="valid: hinge, non_saturating"):
+        losses.generator_loss("wasserstein", FAKE)

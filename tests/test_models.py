@@ -1,0 +1,155 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.conftest import tiny_config
+from tfvideogen import data, models
+from tfvideogen.models import layers
+from tfvideogen.models.text_encoder import OOV_ID, PAD_ID
+
+CAPTIONS = ["a red square is moving up and down", "a blue circle is moving left and right"]
+
+
+@pytest.fixture(scope="module")
+def task():
+    cfg = tiny_config()
+    return models.build_task(cfg.model, data.get("moving_shapes").vocabulary(), 4, 16)
+
+
+def test_text_encoder_tokenizes_in_graph():
+    enc = models.TextEncoder(["a", "red", "square"], max_tokens=5, embedding_dim=4,
+                             hidden_dim=3, output_dim=6)
+    ids = enc.tokenize(tf.constant(["A Red, SQUARE!", "red zebra"])).numpy()
+    assert ids.shape == (2, 5)
+    assert list(ids[0][:3]) == [2, 3, 4] and ids[0][3] == PAD_ID
+    assert list(ids[1][:2]) == [3, OOV_ID]
+    out = enc(tf.constant(["a red square", "red"]))
+    assert out.shape == (2, 6) and out.dtype == tf.float32
+
+
+def test_text_encoder_rejects_empty_caption_and_bad_vocab():
+    enc = models.TextEncoder(["a"], embedding_dim=2, hidden_dim=2, output_dim=2)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="empty caption"):
+        enc(tf.constant(["a", " ,. "]))
+    with pytest.raises(ValueError, match="distinct, non-empty"):
+        models.TextEncoder(["a", "a"])
+
+
+def test_text_encoder_padding_does_not_change_embedding():
+    enc = models.TextEncoder(["a", "b"], max_tokens=8, embedding_dim=4, hidden_dim=4,
+                             output_dim=4)
+    enc8 = enc(tf.constant(["a b"])).numpy()
+    enc2 = enc.embed_tokens(tf.constant([[2, 3]])).numpy()
+    np.testing.assert_allclose(enc8, enc2, atol=1e-6)
+
+
+@pytest.mark.parametrize("upsampling", ["transpose", "nearest"])
+@pytest.mark.parametrize("frames, size, base_frames", [(4, 16, 1), (16, 32, 2), (8, 64, 1)])
+def test_generator_output_contract(upsampling, frames, size, base_frames):
+    g = models.VideoGenerator(frames=frames, size=size, z_dim=8, text_dim=6, base_width=16,
+                              min_width=8, base_frames=base_frames, upsampling=upsampling)
+    out = g(tf.random.normal([3, 8]), tf.random.normal([3, 6]))
+    assert out.shape == (3, frames, size, size, 3) and out.dtype == tf.float32
+    assert float(tf.reduce_min(out)) >= -1.0 and float(tf.reduce_max(out)) <= 1.0
+
+
+def test_generator_rejects_bad_sizes():
+    with pytest.raises(ValueError, match="power of two"):
+        models.VideoGenerator(frames=16, size=24)
+    with pytest.raises(ValueError, match="raise base_frames"):
+        models.VideoGenerator(frames=64, size=16, base_frames=1)
+    with pytest.raises(ValueError, match="upsampling"):
+        models.VideoGenerator(upsampling="bicubic")
+
+
+@pytest.mark.parametrize("frame_frames, sn", [(0, False), (2, True)])
+def test_discriminator_heads(frame_frames, sn):
+    d = models.VideoDiscriminator(frames=4, size=16, text_dim=6, base_width=8, max_width=16,
+                                  spectral_norm=sn, frame_frames=frame_frames)
+    logits = d(tf.random.normal([5, 4, 16, 16, 3]), tf.random.normal([5, 6]))
+    assert logits.shape == (5, 2 if frame_frames else 1) and logits.dtype == tf.float32
+
+
+def test_discriminator_is_per_sample():
+    d = models.VideoDiscriminator(frames=4, size=16, text_dim=6, base_width=8, max_width=16,
+                                  frame_frames=2)
+    v, t = tf.random.normal([4, 4, 16, 16, 3]), tf.random.normal([4, 6])
+    both = d(v, t).numpy()
+    one = d(v[1:2], t[1:2]).numpy()
+    np.testing.assert_allclose(both[1:2], one, atol=1e-5)
+
+
+def test_conditional_norm_identity_at_init_and_per_sample():
+    norm = layers.ConditionalNorm(4)
+    x = tf.random.normal([2, 3, 5, 5, 4]) * 3.0 + 1.0
+    y = norm(x, tf.random.normal([2, 7])).numpy()
+    flat = y.reshape(2, -1)
+    np.testing.assert_allclose(flat.mean(axis=1), 0.0, atol=1e-4)
+    np.testing.assert_allclose(flat.std(axis=1), 1.0, atol=1e-3)
+    y0 = norm(x[:1], tf.random.normal([1, 7])).numpy()
+    np.testing.assert_allclose(y0, y[:1], atol=1e-5)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: models.TextEncoder(["x", "y"], max_tokens=4, embedding_dim=3, hidden_dim=2,
+                               output_dim=5, name="enc"),
+    lambda: models.VideoGenerator(frames=4, size=16, z_dim=4, text_dim=5, base_width=8,
+                                  min_width=4, base_frames=1, upsampling="nearest"),
+    lambda: models.VideoDiscriminator(frames=4, size=16, text_dim=5, base_width=4, max_width=8,
+                                      spectral_norm=True, frame_frames=2),
+    lambda: layers.ConditionalNorm(3, epsilon=1e-3),
+])
+def test_config_round_trip(make):
+    obj = make()
+    clone = type(obj).from_config(obj.get_config())
+    assert clone.get_config() == obj.get_config()
+
+
+def test_keras_save_reload_is_equal(task, tmp_path):
+    path = str(tmp_path / "task.keras")
+    task.save(path)
+    loaded = keras.saving.load_model(path)
+    assert isinstance(loaded, models.TextToVideo)
+    np.testing.assert_array_equal(task.generate(CAPTIONS, seed=5),
+                                  loaded.generate(CAPTIONS, seed=5))
+    v, t = tf.random.normal([2, 4, 16, 16, 3]), tf.random.normal([2, task.text_encoder.output_dim])
+    np.testing.assert_allclose(task.discriminator(v, t), loaded.discriminator(v, t), atol=1e-6)
+    for a, b in zip(task.weights, loaded.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_generate_same_seed_same_video_any_batch(task):
+    a = task.generate(CAPTIONS, seed=11)
+    b = task.generate(CAPTIONS, seed=11)
+    alone = task.generate(CAPTIONS[1:], seed=12)  # caption 1 used seed 11 + 1
+    other = task.generate(CAPTIONS, seed=99)
+    assert a.shape == (2, 4, 16, 16, 3) and a.dtype == np.uint8
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a[1:], alone)
+    assert not np.array_equal(a, other)
+
+
+def test_latents_from_seeds_are_per_row():
+    z = models.latents_from_seeds(tf.constant([1, 2, 3], tf.int64), 6).numpy()
+    z2 = models.latents_from_seeds(tf.constant([2], tf.int64), 6).numpy()
+    np.testing.assert_array_equal(z[1], z2[0])
+    assert not np.allclose(z[0], z[1])
+
+
+def test_generate_validates_inputs(task):
+    with pytest.raises(ValueError, match="caption 1 is empty"):
+        task.generate(["a red square", "  "])
+    with pytest.raises(ValueError, match="no captions"):
+        task.generate([])
+    with pytest.raises(ValueError, match="2 seeds for 1 captions"):
+        task.generate(["a red square"], seed=[1, 2])
+    with pytest.raises(ValueError, match="z must be"):
+        task.generate(["a"], z=np.zeros((1, 3)))
+    z = np.zeros((1, task.z_dim), np.float32)
+    assert task.generate(["a red square"], z=z, dtype="float32").dtype == np.float32
+
+
+def test_to_uint8_rounds_and_clips():
+    got = models.to_uint8(tf.constant([-1.5, -1.0, 0.0, 0.999, 1.0, 2.0])).numpy()
+    assert list(got) == [0, 0, 128, 255, 255, 255]

@@ -1,0 +1,143 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.conftest import tiny_config
+from tfvideogen import training
+from tfvideogen.training import trainer
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _weights(task):
+    return [w.numpy().copy() for w in task.generator.weights + task.discriminator.weights
+            + task.text_encoder.weights]
+
+
+def test_one_real_step_changes_weights_and_keeps_losses_finite():
+    cfg = tiny_config()
+    task = trainer.build_task(cfg)
+    strategy = tf.distribute.get_strategy()
+    g_opt = trainer.make_optimizer(1e-3, cfg.train, "g")
+    d_opt = trainer.make_optimizer(1e-3, cfg.train, "d")
+    step_fn = trainer.make_train_step(task, g_opt, d_opt, tf.random.Generator.from_seed(0), cfg,
+                                      strategy)
+    from tfvideogen import data
+    batch = next(iter(data.batched(data.load("moving_shapes", frames=4, height=16, width=16), 4)))
+    before = {
+        "g": [w.numpy().copy() for w in task.generator.trainable_weights],
+        "d": [w.numpy().copy() for w in task.discriminator.trainable_weights],
+        "enc": [w.numpy().copy() for w in task.text_encoder.trainable_weights],
+        "ema": [w.numpy().copy() for w in task.ema_generator.weights],
+    }
+    out = step_fn(batch, tf.constant(0, tf.int64))
+    assert all(np.isfinite(float(v)) for v in out.values())
+    after = {
+        "g": task.generator.trainable_weights, "d": task.discriminator.trainable_weights,
+        "enc": task.text_encoder.trainable_weights, "ema": task.ema_generator.weights,
+    }
+    for part in before:
+        changed = [not np.array_equal(b, a.numpy()) for b, a in zip(before[part], after[part])]
+        assert any(changed), f"{part} weights did not change"
+    # EMA moved towards G: after one step at warm-up decay 0.1, ema = 0.1 ema + 0.9 g.
+    for e, g, e0 in zip(task.ema_generator.weights, task.generator.weights, before["ema"]):
+        np.testing.assert_allclose(e.numpy(), 0.1 * e0 + 0.9 * g.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_train_writes_run_and_resumes_step_counter(tmp_path):
+    model_dir = str(tmp_path / "run")
+    cfg = tiny_config("train.steps=2")
+    first = training.train(cfg, model_dir)
+    assert first.step == 2
+    for name in ("config.json", "text_to_video.keras", "logs", "checkpoints/checkpoint",
+                 "samples/step_000002.gif", "samples/step_000002.mp4"):
+        assert os.path.exists(os.path.join(model_dir, name)), name
+    with open(os.path.join(model_dir, "config.json")) as f:
+        stored = json.load(f)
+    assert stored["train"]["steps"] == 2 and stored["name"] == "tiny"
+    w2 = _weights(first.task)
+
+    second = training.train(tiny_config("train.steps=4"), model_dir)
+    assert second.step == 4
+    ckpts = tf.train.get_checkpoint_state(os.path.join(model_dir, "checkpoints"))
+    assert ckpts.model_checkpoint_path.endswith("ckpt-4")
+    # Resumed from the step-2 weights: restoring ckpt-2 gives them back exactly.
+    task, _, step = training.load_task(model_dir, os.path.join(model_dir, "checkpoints", "ckpt-2"))
+    assert step == 2
+    for a, b in zip(w2, _weights(task)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_resume_equals_uninterrupted_training(tmp_path):
+    straight = training.train(tiny_config("train.steps=4"), str(tmp_path / "a"))
+    training.train(tiny_config("train.steps=2"), str(tmp_path / "b"))
+    resumed = training.train(tiny_config("train.steps=4"), str(tmp_path / "b"))
+    for a, b in zip(_weights(straight.task), _weights(resumed.task)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_same_seed_same_video(tmp_path):
+    a = training.train(tiny_config("train.steps=1"), str(tmp_path / "a"))
+    b = training.train(tiny_config("train.steps=1"), str(tmp_path / "b"))
+    captions = ["a red square is moving up and down"]
+    np.testing.assert_array_equal(a.task.generate(captions, seed=1),
+                                  b.task.generate(captions, seed=1))
+
+
+def test_incompatible_run_dir_is_refused_and_untouched(tmp_path):
+    model_dir = str(tmp_path / "run")
+    training.train(tiny_config("train.steps=2"), model_dir)
+    config_path = os.path.join(model_dir, "config.json")
+    with open(config_path) as f:
+        before = f.read()
+    with pytest.raises(training.IncompatibleRunError,
+                       match="different model .*base_width: stored 16, requested 32"):
+        training.train(tiny_config("model.generator.base_width=32"), model_dir)
+    with open(config_path) as f:
+        assert f.read() == before
+    # A checkpoint that does not fit (config file removed) is refused too.
+    os.remove(config_path)
+    with pytest.raises(training.IncompatibleRunError, match="does not match this model"):
+        training.train(tiny_config("model.generator.base_width=32"), model_dir)
+    assert tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")).endswith("ckpt-2")
+
+
+def test_non_finite_loss_stops_with_step_and_keeps_checkpoint(tmp_path, monkeypatch):
+    model_dir = str(tmp_path / "run")
+    training.train(tiny_config("train.steps=2"), model_dir)
+    real = trainer.losses.generator_loss
+    monkeypatch.setattr(trainer.losses, "generator_loss",
+                        lambda kind, fake: real(kind, fake) * float("nan"))
+    with pytest.raises(training.NonFiniteLossError, match=r"g_loss at step 3 .*ckpt-2\) is kept"):
+        training.train(tiny_config("train.steps=4"), model_dir)
+    assert tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")).endswith("ckpt-2")
+
+
+def test_load_task_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a tfvideogen run directory"):
+        training.load_task(str(tmp_path))
+
+
+def _run_train_py(*args, timeout=240):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
+    return subprocess.run([sys.executable, os.path.join(REPO, "train.py"), *args], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_train_py_smoke_and_bad_flags(tmp_path):
+    model_dir = str(tmp_path / "run")
+    ok = _run_train_py("--experiment=tiny", f"--model_dir={model_dir}", "--steps=2",
+                       "--override=train.sample_every=1")
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "done: step 2" in ok.stdout
+    assert os.path.exists(os.path.join(model_dir, "samples", "step_000001.gif"))
+    bad = _run_train_py("--experiment=tiny", "--dataset=imagenet", f"--model_dir={model_dir}")
+    assert bad.returncode != 0 and "unknown dataset 'imagenet'; valid:" in bad.stderr
+    bad = _run_train_py("--mixed_precision=fp8")
+    assert bad.returncode != 0 and "float32|mixed_float16|mixed_bfloat16" in bad.stderr

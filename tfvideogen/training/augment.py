@@ -1,0 +1,74 @@
+"""Differentiable augmentation for GAN training (DiffAugment, Zhao et al. 2020).
+
+Applied with the same policy to real and generated clips before D, so D
+never sees an augmentation only one side has, and G receives gradients through
+it. Parameters are drawn per clip and held over time, so augmentations never
+create motion that is not in the clip. Videos: float [B, T, H, W, C] in [-1, 1].
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+POLICIES = ("color", "translation", "cutout")
+
+
+def check_policy(policy: str) -> list[str]:
+    parts = [p for p in policy.split(",") if p]
+    bad = [p for p in parts if p not in POLICIES]
+    if bad:
+        raise ValueError(f"unknown augmentation {bad[0]!r}; valid: {', '.join(POLICIES)}")
+    return parts
+
+
+def augment(video: tf.Tensor, policy: str, seed: tf.Tensor) -> tf.Tensor:
+    """Applies the comma-separated `policy` with stateless randomness `seed` [2]."""
+    for i, name in enumerate(check_policy(policy)):
+        s = tf.random.experimental.stateless_fold_in(seed, i)
+        video = {"color": color, "translation": translation, "cutout": cutout}[name](video, s)
+    return video
+
+
+def color(video: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Per-clip brightness (+-0.5), saturation (0-2x) and contrast (0.5-1.5x)."""
+    b = tf.shape(video)[0]
+    shape = [b, 1, 1, 1, 1]
+    u = tf.random.stateless_uniform([3, b], seed=seed, dtype=video.dtype)
+    video = video + tf.reshape(u[0] - 0.5, shape)
+    mean = tf.reduce_mean(video, axis=-1, keepdims=True)
+    video = (video - mean) * tf.reshape(u[1] * 2.0, shape) + mean
+    mean = tf.reduce_mean(video, axis=[1, 2, 3, 4], keepdims=True)
+    return (video - mean) * tf.reshape(u[2] + 0.5, shape) + mean
+
+
+def translation(video: tf.Tensor, seed: tf.Tensor, ratio: float = 0.125) -> tf.Tensor:
+    """Per-clip integer shift of up to `ratio` of the frame; uncovered pixels are black (-1)."""
+    b, t, h, w, c = (tf.shape(video)[i] for i in range(5))
+    max_y = tf.cast(tf.cast(h, tf.float32) * ratio + 0.5, tf.int32)
+    max_x = tf.cast(tf.cast(w, tf.float32) * ratio + 0.5, tf.int32)
+    s1, s2 = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    dy = tf.random.stateless_uniform([b], s1, -max_y, max_y + 1, dtype=tf.int32)
+    dx = tf.random.stateless_uniform([b], s2, -max_x, max_x + 1, dtype=tf.int32)
+    # Gather with clamped-out-of-range indices masked to the background value -1.
+    ys = tf.range(h)[None, :] - dy[:, None]  # [B, H] source rows
+    xs = tf.range(w)[None, :] - dx[:, None]
+    valid = ((ys >= 0) & (ys < h))[:, None, :, None, None] & ((xs >= 0) & (xs < w))[
+        :, None, None, :, None]
+    out = tf.gather(video, tf.clip_by_value(ys, 0, h - 1), axis=2, batch_dims=1)
+    out = tf.gather(out, tf.clip_by_value(xs, 0, w - 1), axis=3, batch_dims=1)
+    return tf.where(valid, out, -tf.ones_like(out))
+
+
+def cutout(video: tf.Tensor, seed: tf.Tensor, ratio: float = 0.5) -> tf.Tensor:
+    """Per-clip square hole of `ratio` x the frame side, set to -1 in every frame."""
+    b, h, w = tf.shape(video)[0], tf.shape(video)[2], tf.shape(video)[3]
+    size_y = tf.cast(tf.cast(h, tf.float32) * ratio + 0.5, tf.int32)
+    size_x = tf.cast(tf.cast(w, tf.float32) * ratio + 0.5, tf.int32)
+    s1, s2 = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    cy = tf.random.stateless_uniform([b], s1, 0, h + 1 - size_y % 2, dtype=tf.int32)
+    cx = tf.random.stateless_uniform([b], s2, 0, w + 1 - size_x % 2, dtype=tf.int32)
+    ys, xs = tf.range(h)[None, :], tf.range(w)[None, :]
+    in_y = tf.abs(ys - cy[:, None]) < (size_y + 1) // 2  # [B, H]
+    in_x = tf.abs(xs - cx[:, None]) < (size_x + 1) // 2
+    hole = in_y[:, None, :, None, None] & in_x[:, None, None, :, None]
+    return tf.where(hole, -tf.ones_like(video), video)
