@@ -2,7 +2,12 @@
 
     ds = tfvideogen.data.load("moving_shapes", split="train", frames=16,
                               height=32, width=32, seed=0, num_examples=100)
+    ds = tfvideogen.data.load("tfrecord:/data/clips/train-*.tfrecord", frames=16,
+                              height=64, width=64)
 
+Names: the built-in datasets (`available()`) or reader specs (`readers()`):
+`tfrecord:<glob>` (shards from prepare_data.py), `videos:<dir|glob>` (video
+files decoded on the fly), `moving_mnist:<path to mnist_test_seq.npy>`.
 Every element: `video` float32 [T,H,W,3] in [-1, 1], `caption` tf.string [].
 """
 
@@ -10,20 +15,32 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfvideogen.data import bouncing_digits, moving_shapes  # noqa: F401  (registers)
-from tfvideogen.data.registry import BuiltinDataset, available, get
+# Imported to register the built-in datasets and the readers.
+from tfvideogen.data import (  # noqa: F401
+    bouncing_digits,
+    files,
+    moving_mnist,
+    moving_shapes,
+    tfrecord,
+)
+from tfvideogen.data.registry import BuiltinDataset, available, get, readers
 
-__all__ = ["BuiltinDataset", "available", "get", "load", "batched"]
+__all__ = ["BuiltinDataset", "available", "get", "load", "batched", "readers"]
 
 
 def load(name: str = "moving_shapes", split: str = "train", frames: int = 16,
          height: int = 32, width: int = 32, seed: int = 0,
          num_examples: int | None = None, start: int = 0, **options) -> tf.data.Dataset:
-    """An unbatched pipeline of the built-in dataset `name`.
+    """An unbatched pipeline of the dataset `name` (built-in name or reader spec).
 
-    `num_examples=None` is an endless stream; `start` skips to element `start`
-    in O(1) (elements are indexed, so resuming needs no replay).
-    Options: `num_objects` (moving_shapes), `mnist_path` (bouncing_digits).
+    `num_examples=None` is an endless stream. `start` is the element index to
+    resume from: built-in and `moving_mnist:` elements are indexed, so it skips
+    there in O(1); shuffled file data (`tfrecord:`, `videos:`) cannot restore
+    an exact position, so `start` reseeds their shuffles instead (a resumed
+    run sees a fresh order, not a replay).
+    Options: `num_objects` (moving_shapes), `mnist_path` (bouncing_digits),
+    `shuffle_buffer`/`flip`/`frame_stride` (tfrecord, videos), `captions`/
+    `class_folders`/`short_videos` (videos); unused options are ignored.
     """
     for key, value in (("frames", frames), ("height", height), ("width", width)):
         if int(value) <= 0:

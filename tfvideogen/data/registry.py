@@ -1,4 +1,5 @@
-"""Registry of datasets: built-in procedural ones and `prefix:argument` readers."""
+"""Registry of datasets: built-in procedural ones and `prefix:argument` readers
+(`tfrecord:<glob>`, `videos:<dir|glob>`, `moving_mnist:<path>`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections.abc import Callable, Sequence
 import tensorflow as tf
 
 _BUILTIN: dict[str, Callable[..., BuiltinDataset]] = {}
+# `prefix` of `prefix:argument` specs -> (factory(argument, **options), usage).
+_READERS: dict[str, tuple[Callable[..., BuiltinDataset], str]] = {}
 
 
 class BuiltinDataset(abc.ABC):
@@ -62,15 +65,44 @@ def register(name: str) -> Callable[[Callable[..., BuiltinDataset]], Callable[..
     return wrap
 
 
+def register_reader(prefix: str, usage: str
+                    ) -> Callable[[Callable[..., BuiltinDataset]], Callable[..., BuiltinDataset]]:
+    """Registers `factory(argument, **options)` for specs `prefix:argument`."""
+    def wrap(factory: Callable[..., BuiltinDataset]) -> Callable[..., BuiltinDataset]:
+        _READERS[prefix] = (factory, usage)
+        return factory
+    return wrap
+
+
 def available() -> list[str]:
+    """The built-in dataset names."""
     return sorted(_BUILTIN)
 
 
+def readers() -> dict[str, str]:
+    """Reader prefix -> usage, e.g. `tfrecord` -> `tfrecord:<glob ...>`."""
+    return {p: usage for p, (_, usage) in sorted(_READERS.items())}
+
+
+def _choices() -> str:
+    return ", ".join(available() + [usage for usage in readers().values()])
+
+
 def get(name: str, **options) -> BuiltinDataset:
-    """The built-in dataset `name`, configured by `options` (e.g. num_objects)."""
-    if name not in _BUILTIN:
-        raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(available())}")
-    return _BUILTIN[name](**options)
+    """The dataset `name`: a built-in name or a `prefix:argument` reader spec.
+
+    `options` configure it (e.g. num_objects); options a dataset does not use
+    are ignored, so callers can pass one set for every kind.
+    """
+    if name in _BUILTIN:
+        return _BUILTIN[name](**options)
+    prefix, sep, argument = name.partition(":")
+    if sep and prefix in _READERS:
+        factory, usage = _READERS[prefix]
+        if not argument.strip():
+            raise ValueError(f"dataset {name!r} needs an argument: {usage}")
+        return factory(argument, **options)
+    raise ValueError(f"unknown dataset {name!r}; valid: {_choices()}")
 
 
 def split_seed(seed: int, split: str, splits: Sequence[str]) -> int:

@@ -1,0 +1,253 @@
+"""evaluate.py and `tfvideogen.metrics.evaluate`: logs, plots, sources, end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from tfvideogen.metrics import classifier as classifier_lib
+from tfvideogen.metrics import evaluate as evaluate_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A judge that trains in seconds (its accuracy is not what these tests check).
+QUICK_JUDGE = classifier_lib.ClassifierConfig(steps=30, batch_size=16, eval_examples=32,
+                                              feature_dim=16)
+
+
+def _env() -> dict:
+    return {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+# --------------------------------------------------------------------------- #
+# TensorBoard scalars and the curves plot.
+
+
+def _write_logs(logdir: str) -> None:
+    writer = tf.summary.create_file_writer(logdir)
+    with writer.as_default():
+        for step in (10, 20, 30):
+            tf.summary.scalar("d_loss", 2.0 / step, step=step)
+            tf.summary.scalar("g_loss", float(step), step=step)
+        tf.summary.text("notes", "not a scalar", step=10)
+        tf.summary.write("samples", tf.constant(["2", "2", "gifbytes"]), step=10)
+    writer.close()
+    # A resumed run logs step 30 again: the later value wins.
+    writer = tf.summary.create_file_writer(logdir)
+    with writer.as_default():
+        time.sleep(0.01)
+        tf.summary.scalar("g_loss", -1.0, step=30)
+    writer.close()
+    sub = tf.summary.create_file_writer(os.path.join(logdir, "eval"))
+    with sub.as_default():
+        tf.summary.scalar("train/caption_accuracy", 0.5, step=30)
+    sub.close()
+
+
+def test_read_scalars(tmp_path):
+    logdir = str(tmp_path / "logs")
+    _write_logs(logdir)
+    series = evaluate_lib.read_scalars(logdir)
+    assert list(series) == ["d_loss", "g_loss", "eval/train/caption_accuracy"]
+    assert series["d_loss"] == [(10, pytest.approx(0.2)), (20, pytest.approx(0.1)),
+                                (30, pytest.approx(2 / 30))]
+    assert series["g_loss"] == [(10, 10.0), (20, 20.0), (30, -1.0)]
+    assert series["eval/train/caption_accuracy"] == [(30, 0.5)]
+    assert evaluate_lib.read_scalars(str(tmp_path / "missing")) == {}
+
+
+def test_plot_curves_draws_every_series(tmp_path):
+    path = str(tmp_path / "curves.png")
+    series = {"d_loss": [(0, 1.0), (10, 0.5), (20, 0.25)], "g_loss": [(5, 3.0)],
+              "bad": [(1, float("nan")), (2, float("nan"))], "c": [(1, 1.0), (2, 2.0)]}
+    evaluate_lib.plot_curves(series, path, columns=2, panel=(200, 120))
+    img = np.asarray(Image.open(path).convert("RGB"))
+    assert img.shape == (240, 400, 3)  # 4 panels in 2 x 2
+    line = np.all(img == (31, 119, 180), axis=-1)
+    # Every panel with finite values has line pixels; the all-NaN one has none.
+    panels = {(0, 0): True, (0, 1): True, (1, 0): False, (1, 1): True}
+    for (r, c), has_line in panels.items():
+        assert line[r * 120:(r + 1) * 120, c * 200:(c + 1) * 200].any() == has_line, (r, c)
+    # The decreasing d_loss line falls from left to right.
+    ys, xs = np.nonzero(line[:120, :200])
+    assert np.mean(ys[xs < np.median(xs)]) < np.mean(ys[xs > np.median(xs)])
+    assert not os.path.exists(path + ".tmp")
+    with pytest.raises(ValueError, match="no scalar"):
+        evaluate_lib.plot_curves({}, path)
+
+
+# --------------------------------------------------------------------------- #
+# Config validation.
+
+
+def test_eval_config_validation():
+    with pytest.raises(ValueError, match="exactly one"):
+        evaluate_lib.EvalConfig().validate()
+    with pytest.raises(ValueError, match="exactly one"):
+        evaluate_lib.EvalConfig(model_dir="a", saved_model="b").validate()
+    with pytest.raises(ValueError, match="out_dir is required"):
+        evaluate_lib.EvalConfig(saved_model="b", dataset="moving_shapes").validate()
+    with pytest.raises(ValueError, match="dataset is required"):
+        evaluate_lib.EvalConfig(saved_model="b", out_dir="o").validate()
+    with pytest.raises(ValueError, match="num_samples"):
+        evaluate_lib.EvalConfig(model_dir="a", num_samples=0).validate()
+    with pytest.raises(ValueError, match="fvd_splits"):
+        evaluate_lib.EvalConfig(model_dir="a", fvd=True, splits=("heldout",)).validate()
+    evaluate_lib.EvalConfig(model_dir="a").validate()
+
+
+# --------------------------------------------------------------------------- #
+# End to end on the session's tiny run, as a run and as a SavedModel.
+
+
+def _export_serving_default(task, path: str) -> str:
+    """A SavedModel with the exporter's serving contract: text [B], seed [B] -> video uint8."""
+    import keras
+
+    from tfvideogen.models import latents_from_seeds, to_uint8
+
+    archive = keras.export.ExportArchive()
+    archive.track(task)
+
+    def serve(text, seed):
+        z = latents_from_seeds(seed, task.z_dim)
+        video = task.sampler(z, task.text_encoder(text, training=False), training=False)
+        return {"video": to_uint8(video)}
+
+    archive.add_endpoint("serving_default", serve, input_signature=[
+        tf.TensorSpec([None], tf.string, name="text"),
+        tf.TensorSpec([None], tf.int64, name="seed")])
+    archive.write_out(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def judge_cache(tmp_path_factory) -> str:
+    return str(tmp_path_factory.mktemp("judge_cache"))
+
+
+@pytest.fixture(scope="module")
+def run_metrics(tiny_run_dir, judge_cache, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("eval_run"))
+    cfg = evaluate_lib.EvalConfig(model_dir=tiny_run_dir, out_dir=out, num_samples=24,
+                                  batch_size=16, diversity_captions=2, diversity_seeds=3,
+                                  classifier_dir=judge_cache, classifier=QUICK_JUDGE,
+                                  grid_captions=4, write_summaries=False)
+    return evaluate_lib.evaluate(cfg, log=lambda *_: None)
+
+
+@pytest.mark.slow
+def test_evaluate_run_writes_consistent_reports(run_metrics):
+    m = run_metrics
+    out = m["out_dir"]
+    assert set(os.listdir(out)) == {"metrics.json", "report.md", "samples.gif", "curves.png"}
+    with open(os.path.join(out, "metrics.json")) as f:
+        stored = json.load(f)
+    assert stored["splits"].keys() == {"train", "heldout"}
+    assert stored["source"]["kind"] == "run" and stored["source"]["step"] == 2
+    for split, r in stored["splits"].items():
+        acc = r["caption_accuracy"]
+        assert set(acc) == {"color", "shape", "motion", "all_correct"}
+        assert all(0.0 <= v <= 1.0 for v in acc.values())
+        assert acc["all_correct"] <= min(acc["color"], acc["shape"], acc["motion"])
+        assert r["frechet_classifier_distance"] >= 0.0
+        assert r["frechet_classifier_distance_real_floor"] >= 0.0
+        assert r["samples"] == 24 and "fvd" not in r
+        assert r["real_split"] == ("validation" if split == "train" else "heldout")
+        assert len(r["diversity"]["per_caption"]) == 2
+    # The sample grid: 4 captions x 2 seeds of 4 frames, upscaled 6x (16 px -> 96 px).
+    gif = iio.imread(os.path.join(out, "samples.gif"))
+    assert gif.shape[0] == 4 and gif.shape[1:] == ((2 * 17 - 1) * 6, (4 * 17 - 1) * 6, 3)
+    assert stored["samples"]["columns"][:2] != stored["samples"]["columns"][2:]
+    curves = Image.open(os.path.join(out, "curves.png"))
+    assert curves.format == "PNG" and curves.size[0] > 0
+    assert {"d_loss", "g_loss"} <= set(stored["curves"]["tags"])
+    with open(os.path.join(out, "report.md")) as f:
+        report = f.read()
+    for text in ("## Caption accuracy", "## Fréchet classifier distance", "**Not FVD**",
+                 "## Diversity", "## FVD", "![samples](samples.gif)",
+                 "![curves](curves.png)", "| color |"):
+        assert text in report, text
+    acc = stored["splits"]["heldout"]["caption_accuracy"]["color"]
+    assert f"{100 * acc:.1f}%" in report
+    # The 30-step judge is weak, and the report says so when it is.
+    weakest = min(r["real_caption_accuracy"]["all_correct"] for r in stored["splits"].values())
+    assert ("**Warning**: the judge" in report) == (weakest < evaluate_lib.JUDGE_MIN_ACCURACY)
+
+
+@pytest.mark.slow
+def test_saved_model_gives_the_same_numbers_as_the_run(run_metrics, tiny_run_dir, judge_cache,
+                                                       tmp_path):
+    source = evaluate_lib.RunSource(tiny_run_dir)
+    export_dir = _export_serving_default(source.task, str(tmp_path / "export" / "1"))
+    saved = evaluate_lib.SavedModelSource(str(tmp_path / "export"))  # highest version
+    assert saved.path == export_dir and saved.video_shape == (4, 16, 16, 3)
+    captions = ["a red square is moving up and down", "a blue circle is moving left and right"]
+    seeds = np.array([3, 11])
+    np.testing.assert_array_equal(saved.generate(captions, seeds),
+                                  source.generate(captions, seeds))
+    cfg = evaluate_lib.EvalConfig(saved_model=str(tmp_path / "export"),
+                                  dataset="moving_shapes", out_dir=str(tmp_path / "eval"),
+                                  num_samples=24, batch_size=16, diversity_captions=2,
+                                  diversity_seeds=3, classifier_dir=judge_cache,
+                                  classifier=QUICK_JUDGE, grid_captions=4)
+    m = evaluate_lib.evaluate(cfg, log=lambda *_: None)
+    assert m["source"]["kind"] == "saved_model" and m["curves"] is None
+    assert not os.path.exists(str(tmp_path / "eval" / "curves.png"))
+    for split in ("train", "heldout"):
+        a, b = m["splits"][split], run_metrics["splits"][split]
+        assert a["caption_accuracy"] == b["caption_accuracy"]
+        assert a["frechet_classifier_distance"] == pytest.approx(
+            b["frechet_classifier_distance"], rel=1e-5)
+        assert a["diversity"]["mean_ratio"] == pytest.approx(b["diversity"]["mean_ratio"])
+
+
+def test_saved_model_source_rejects_other_contracts(tmp_path):
+    class Wrong(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def serve(self, prompt):
+            return {"video": tf.zeros([tf.shape(prompt)[0], 2, 4, 4, 3], tf.uint8)}
+
+    module = Wrong()
+    tf.saved_model.save(module, str(tmp_path), signatures={"serving_default": module.serve})
+    with pytest.raises(ValueError, match="text and seed"):
+        evaluate_lib.SavedModelSource(str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="numeric version"):
+        evaluate_lib.SavedModelSource(str(tmp_path / "variables"))
+
+
+@pytest.mark.slow
+def test_evaluate_cli_end_to_end(tiny_run_dir, judge_cache, tmp_path):
+    out = str(tmp_path / "cli")
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "evaluate.py"), f"--model_dir={tiny_run_dir}",
+         f"--out_dir={out}", "--num_samples=16", "--diversity_captions=2",
+         "--diversity_seeds=2", "--grid_captions=2", f"--classifier_dir={judge_cache}",
+         "--classifier_steps=20", "--nowrite_summaries"],
+        capture_output=True, text=True, env=_env(), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "train/caption_accuracy:" in proc.stdout and "report:" in proc.stdout
+    assert {"metrics.json", "report.md", "samples.gif", "curves.png"} <= set(os.listdir(out))
+    # A judge with other settings was trained into the shared cache, next to the first.
+    assert len([d for d in os.listdir(judge_cache) if d.startswith("classifier-")]) >= 1
+
+
+def test_evaluate_cli_fails_fast_on_missing_fvd_module(tiny_run_dir, tmp_path):
+    env = {**_env(), "TFHUB_CACHE_DIR": str(tmp_path / "empty")}
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "evaluate.py"), f"--model_dir={tiny_run_dir}",
+         f"--out_dir={tmp_path / 'out'}", "--fvd"],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode != 0
+    assert "not available offline" in proc.stderr and "TFHUB_CACHE_DIR" in proc.stderr
+    assert not os.path.exists(tmp_path / "out")  # failed before any work
+    assert time.perf_counter() - t0 < 120

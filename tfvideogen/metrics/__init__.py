@@ -1,0 +1,14 @@
+"""Evaluation metrics and the evaluation tool (`python evaluate.py`).
+
+- `frechet`: the one float64 Fréchet distance (and mean/covariance statistics)
+  shared by FVD and the Fréchet classifier distance;
+- `fvd`: FVD as in google-research `frechet_video_distance` (I3D from TF-Hub);
+- `classifier`: the caption-attribute video classifier (caption accuracy and
+  the features of the Fréchet classifier distance);
+- `diversity`: per-caption diversity and mode-collapse flags;
+- `evaluate`: runs them on a run directory or a SavedModel and writes reports.
+"""
+
+from tfvideogen.metrics.frechet import Statistics, frechet_distance, statistics
+
+__all__ = ["Statistics", "frechet_distance", "statistics"]

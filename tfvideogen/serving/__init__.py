@@ -1,0 +1,1 @@
+"""Serving: Predict API clients (gRPC, REST), a local dev PredictionService, configs."""
