@@ -9,19 +9,31 @@ import keras
 from tfvideogen.config import ModelConfig
 from tfvideogen.models.discriminator import VideoDiscriminator
 from tfvideogen.models.generator import VideoGenerator
+from tfvideogen.models.hub_encoder import HubLoadError, HubTextEncoder
+from tfvideogen.models.mocogan import MoCoGenerator
 from tfvideogen.models.task import TextToVideo, latents_from_seeds, to_uint8
 from tfvideogen.models.text_encoder import TextEncoder
 
-__all__ = ["TextEncoder", "TextToVideo", "VideoDiscriminator", "VideoGenerator", "build_task",
-           "build_text_encoder", "latents_from_seeds", "to_uint8"]
+__all__ = ["HubLoadError", "HubTextEncoder", "MoCoGenerator", "TextEncoder", "TextToVideo",
+           "VideoDiscriminator", "VideoGenerator", "build_task", "build_text_encoder",
+           "latents_from_seeds", "to_uint8"]
 
 
 def build_text_encoder(cfg: ModelConfig, vocabulary: Sequence[str]) -> keras.Model:
+    """`builtin` -> TextEncoder; anything else is a TF-Hub handle/URL/path -> HubTextEncoder.
+
+    A hub encoder's size comes from the module (`text_encoder.output_dim` is
+    the builtin's); loading raises HubLoadError when the handle is unreachable.
+    """
     t = cfg.text_encoder
     if t.kind == "builtin":
+        if t.preprocessor:
+            raise ValueError("model.text_encoder.preprocessor only applies to TF-Hub encoders; "
+                             "the builtin encoder tokenises itself")
         return TextEncoder(vocabulary, max_tokens=t.max_tokens, embedding_dim=t.embedding_dim,
                            hidden_dim=t.hidden_dim, output_dim=t.output_dim, name="text_encoder")
-    raise ValueError(f"unknown text encoder {t.kind!r}; valid: builtin")
+    return HubTextEncoder(t.kind, preprocessor=t.preprocessor, output_key=t.output_key,
+                          trainable=t.trainable, name="text_encoder")
 
 
 def build_task(cfg: ModelConfig, vocabulary: Sequence[str], frames: int, size: int,
@@ -32,6 +44,12 @@ def build_task(cfg: ModelConfig, vocabulary: Sequence[str], frames: int, size: i
     g, d = cfg.generator, cfg.discriminator
 
     def make_generator(name):
+        if g.kind == "mocogan":
+            return MoCoGenerator(frames=frames, size=size, z_dim=g.z_dim, text_dim=text_dim,
+                                 motion_dim=g.motion_dim, base_width=g.base_width,
+                                 min_width=g.min_width, base_size=g.base_size, name=name)
+        if g.kind != "conv3d":
+            raise ValueError(f"model.generator.kind={g.kind!r}; valid: conv3d, mocogan")
         return VideoGenerator(frames=frames, size=size, z_dim=g.z_dim, text_dim=text_dim,
                               base_width=g.base_width, min_width=g.min_width,
                               base_frames=g.base_frames, base_size=g.base_size,
