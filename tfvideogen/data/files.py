@@ -30,7 +30,7 @@ from absl import logging
 
 from tfvideogen.data import decode, prepare
 from tfvideogen.data import tfrecord as tfrecord_lib
-from tfvideogen.data.registry import BuiltinDataset, register_reader
+from tfvideogen.data.registry import FileDataset, register_reader
 
 MANIFEST_NAMES = ("captions.csv", "captions.jsonl", "captions.tsv")
 
@@ -52,15 +52,13 @@ def looks_like_class_folders(rels: list[str]) -> bool:
 
 
 @register_reader("videos", "videos:<folder (recursive) or glob of video files>")
-class VideoFiles(BuiltinDataset):
+class VideoFiles(FileDataset):
     """Video files decoded on the fly (mp4, avi, mkv, mov, webm, gif; local or gfile URIs).
 
     Options: `captions` (manifest path), `class_folders` (True/False; None = auto),
     `short_videos` ("skip" or "loop"), `frame_stride`, `flip`, `cache_mb`,
     `timeout` (seconds per decode). Other keyword options are ignored.
     """
-
-    splits = ("train",)
 
     def __init__(self, source: str, captions: str = "", class_folders: bool | None = None,
                  short_videos: str = "skip", frame_stride: int = 1, flip: bool = False,
@@ -103,21 +101,6 @@ class VideoFiles(BuiltinDataset):
             words |= set(tfrecord_lib.caption_words(tfrecord_lib.UNCONDITIONAL_CAPTION))
         self._words = sorted(words)
         self.attributes = {"class": tuple(caps)} if kind == "folder" else {}
-
-    def captions(self, split: str) -> list[str]:
-        self.check_split(split)
-        return list(self._captions)
-
-    def vocabulary(self) -> list[str]:
-        return list(self._words)
-
-    def parse_caption(self, caption: str) -> dict[str, str]:
-        """{"class": caption} for class-folder data; {} for free-form captions."""
-        if not self.attributes:
-            return {}
-        if caption not in self.attributes["class"]:
-            raise ValueError(f"{self.name}: not one of its class captions: {caption!r}")
-        return {"class": caption}
 
     # -- decoding (Python, in tf.data worker threads) ------------------------ #
 

@@ -58,6 +58,33 @@ class BuiltinDataset(abc.ABC):
                              f"{', '.join(self.splits)}")
 
 
+class FileDataset(BuiltinDataset):
+    """A dataset read from files: captions and vocabulary come from the data.
+
+    Subclasses set `_captions` (distinct captions), `_words` (vocabulary) and
+    `attributes` (`{"class": captions}` for class-folder data, else `{}`).
+    """
+
+    splits = ("train",)
+    _captions: list[str] = []
+    _words: list[str] = []
+
+    def captions(self, split: str) -> list[str]:
+        self.check_split(split)
+        return list(self._captions)
+
+    def vocabulary(self) -> list[str]:
+        return list(self._words)
+
+    def parse_caption(self, caption: str) -> dict[str, str]:
+        """{"class": caption} for class-folder data; {} for free-form captions."""
+        if not self.attributes:
+            return {}
+        if caption not in self.attributes["class"]:
+            raise ValueError(f"{self.name}: not one of its class captions: {caption!r}")
+        return {"class": caption}
+
+
 def register(name: str) -> Callable[[Callable[..., BuiltinDataset]], Callable[..., BuiltinDataset]]:
     def wrap(factory: Callable[..., BuiltinDataset]) -> Callable[..., BuiltinDataset]:
         _BUILTIN[name] = factory

@@ -42,7 +42,7 @@ import tensorflow as tf
 from absl import logging
 
 from tfvideogen.data import decode
-from tfvideogen.data.registry import BuiltinDataset, register_reader
+from tfvideogen.data.registry import FileDataset, register_reader
 
 FRAMES = "video/frames"
 FORMAT = "video/format"
@@ -184,15 +184,13 @@ def merge_infos(infos: list[dict]) -> dict:
 
 
 @register_reader("tfrecord", "tfrecord:<glob of .tfrecord shards, or their folder>")
-class TFRecordVideos(BuiltinDataset):
+class TFRecordVideos(FileDataset):
     """Clips from TFRecord shards written by `prepare_data.py` (local or any gfile URI).
 
     Options: `shuffle_buffer` (records), `flip` (random horizontal flips),
     `frame_stride` (temporal subsampling at read time), `cycle_length`
     (files read at once). Other keyword options are accepted and ignored.
     """
-
-    splits = ("train",)
 
     def __init__(self, pattern: str, shuffle_buffer: int = 256, flip: bool = False,
                  frame_stride: int = 1, cycle_length: int = 16, **unused):
@@ -261,21 +259,6 @@ class TFRecordVideos(BuiltinDataset):
                              "per_example": {"min": min(per_example, default=0)},
                              "source": "scan"},
                 "vocabulary": words}
-
-    def captions(self, split: str) -> list[str]:
-        self.check_split(split)
-        return list(self._captions)
-
-    def vocabulary(self) -> list[str]:
-        return list(self._words)
-
-    def parse_caption(self, caption: str) -> dict[str, str]:
-        """{"class": caption} for class-folder data; {} for free-form captions."""
-        if not self.attributes:
-            return {}
-        if caption not in self.attributes["class"]:
-            raise ValueError(f"{self.name}: not one of its class captions: {caption!r}")
-        return {"class": caption}
 
     # -- pipeline ----------------------------------------------------------- #
 
