@@ -63,3 +63,13 @@ def test_unknown_experiment_lists_choices():
 def test_missing_config_file():
     with pytest.raises(FileNotFoundError, match="config file not found"):
         config_lib.resolve("default", "/nonexistent/c.json")
+
+
+def test_list_values_survive_comma_splitting():
+    cfg = config_lib.apply_overrides(config_lib.get_experiment("default"),
+                                     ["train.augment=translation,cutout,train.steps=10",
+                                      "train.seed=3"])
+    assert cfg.train.augment == "translation,cutout"
+    assert (cfg.train.steps, cfg.train.seed) == (10, 3)
+    with pytest.raises(ValueError, match="key=value"):
+        config_lib.apply_overrides(cfg, ["cutout"])

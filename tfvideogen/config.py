@@ -69,7 +69,11 @@ class TextEncoderConfig:
 
 @dataclasses.dataclass
 class GeneratorConfig:
+    # "conv3d" (VideoGenerator) or "mocogan" (content + GRU motion codes, 2D frames).
+    kind: str = "conv3d"
     z_dim: int = 64
+    # mocogan only: size of the per-frame motion code.
+    motion_dim: int = 16
     # Channels of the first block; halved at every upsampling (min `min_width`).
     base_width: int = 128
     min_width: int = 16
@@ -77,7 +81,7 @@ class GeneratorConfig:
     base_frames: int = 2
     base_size: int = 4
     # "transpose" (4x4x4 stride-2 transposed convs) or "nearest" (upsample + 3x3x3 conv).
-    upsampling: str = "transpose"
+    upsampling: str = "nearest"
 
 
 @dataclasses.dataclass
@@ -110,6 +114,11 @@ class TrainConfig:
     mismatch_weight: float = 0.5
     # 0 disables the generator EMA.
     ema_decay: float = 0.999
+    # Lazy R1 penalty on real clips (0 = off), applied every `r1_every` D steps.
+    r1_gamma: float = 0.0
+    r1_every: int = 4
+    # DiffAugment policy for D inputs, e.g. "translation,cutout" ("" = off).
+    augment: str = ""
     mixed_precision: str = "float32"
     strategy: str = "default"
     seed: int = 0
@@ -145,11 +154,6 @@ class ExperimentConfig:
             if getattr(self.train, key) < 0:
                 raise ValueError(f"train.{key} must be >= 0 (0 = TF default), "
                                  f"got {getattr(self.train, key)}")
-        if self.train.jit_compile and self.train.strategy == "mirrored":
-            # The XLA step is a nested tf.function; MirroredStrategy's gradient
-            # merge_call cannot run inside one.
-            raise ValueError("train.jit_compile is not supported with train.strategy=mirrored; "
-                             "use strategy default or multi_worker (TPUs always compile)")
         d, g = self.data, self.model.generator
         for key, value in (("data.frames", d.frames), ("data.height", d.height),
                            ("data.width", d.width), ("train.batch_size", self.train.batch_size),
@@ -168,6 +172,12 @@ class ExperimentConfig:
             raise ValueError(f"square frames only: data.height={d.height} != data.width={d.width}")
         if not 0.0 <= self.train.ema_decay < 1.0:
             raise ValueError(f"train.ema_decay must be in [0, 1), got {self.train.ema_decay}")
+        if self.train.r1_every <= 0:
+            raise ValueError(f"train.r1_every must be positive, got {self.train.r1_every}")
+        _check_choice("model.generator.kind", g.kind, ("conv3d", "mocogan"))
+        from tfvideogen.training.augment import check_policy
+
+        check_policy(self.train.augment)
         if d.num_objects not in (1, 2):
             raise ValueError(f"data.num_objects must be 1 or 2, got {d.num_objects}")
         return self
@@ -285,18 +295,31 @@ def _coerce(path: str, value: Any, hint: Any) -> Any:
 
 
 def apply_overrides(cfg: ExperimentConfig, overrides: Iterable[str]) -> ExperimentConfig:
-    """Applies `section.field=value` strings (comma-separated lists allowed)."""
-    nested: dict[str, Any] = {}
+    """Applies `section.field=value` strings.
+
+    One string may hold several, comma-separated; a comma-separated piece
+    without `=` continues the previous value, so list-like values work:
+    `train.augment=translation,cutout,train.steps=10`.
+    """
+    pairs: list[list[str]] = []
     for item in overrides:
         for part in filter(None, (p.strip() for p in item.split(","))):
-            if "=" not in part:
+            if "=" in part:
+                pairs.append([s.strip() for s in part.split("=", 1)])
+            elif pairs and pairs[-1][0]:
+                pairs[-1][1] += "," + part
+            else:
                 raise ValueError(f"override {part!r} is not of the form key=value")
-            key, value = (s.strip() for s in part.split("=", 1))
-            node = nested
-            *parents, leaf = key.split(".")
-            for p in parents:
-                node = node.setdefault(p, {})
-            node[leaf] = value
+        pairs.append(["", ""])  # a value never continues into the next string
+    nested: dict[str, Any] = {}
+    for key, value in pairs:
+        if not key:
+            continue
+        node = nested
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
     return from_dict(ExperimentConfig, nested, base=cfg)
 
 

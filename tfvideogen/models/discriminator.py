@@ -36,11 +36,13 @@ class VideoDiscriminator(keras.Model):
         def stack(conv, rank_time: bool, prefix: str):
             layers, t, s, width = [], frames, size, base_width
             while s > 4:
-                strides = (2 if rank_time and t > 1 else 1, 2, 2) if rank_time else (2, 2)
+                # 3x3(x3) kernels, stride 2 (time too while frames remain).
+                strides = (2 if t > 1 else 1, 2, 2) if rank_time else (2, 2)
                 k = (3, 3, 3) if rank_time else (3, 3)
                 layers.append(maybe_spectral(conv(width, k, strides, padding="same",
                                                   name=f"{prefix}{len(layers)}"), spectral_norm))
-                t, s, width = (t // strides[0] if rank_time else t), s // 2, min(max_width, width * 2)
+                t = t // strides[0] if rank_time else t
+                s, width = s // 2, min(max_width, width * 2)
             return layers
 
         # Layers are attributes, not list items: tf.train.Checkpoint does not see
@@ -48,16 +50,21 @@ class VideoDiscriminator(keras.Model):
         for i, layer in enumerate(stack(keras.layers.Conv3D, True, "v")):
             setattr(self, f"v{i}", layer)
         self.video_width = self._out_width(len(self.video_convs))
-        self.video_head = maybe_spectral(keras.layers.Dense(1, name="v_head"), spectral_norm)
+        # Heads compute in float32 under mixed precision (logits feed the losses).
+        self.video_head = maybe_spectral(
+            keras.layers.Dense(1, name="v_head", dtype="float32"), spectral_norm)
         self.video_embed = maybe_spectral(
-            keras.layers.Dense(self.video_width, use_bias=False, name="v_proj"), spectral_norm)
+            keras.layers.Dense(self.video_width, use_bias=False, name="v_proj", dtype="float32"),
+            spectral_norm)
         if frame_frames:
             for i, layer in enumerate(stack(keras.layers.Conv2D, False, "f")):
                 setattr(self, f"f{i}", layer)
             self.frame_width = self._out_width(len(self.frame_convs))
-            self.frame_head = maybe_spectral(keras.layers.Dense(1, name="f_head"), spectral_norm)
+            self.frame_head = maybe_spectral(
+                keras.layers.Dense(1, name="f_head", dtype="float32"), spectral_norm)
             self.frame_embed = maybe_spectral(
-                keras.layers.Dense(self.frame_width, use_bias=False, name="f_proj"),
+                keras.layers.Dense(self.frame_width, use_bias=False, name="f_proj",
+                                   dtype="float32"),
                 spectral_norm)
 
     def _convs(self, prefix: str) -> list[keras.layers.Layer]:

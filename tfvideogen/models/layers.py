@@ -53,9 +53,11 @@ def upsample_nearest(x, time: bool):
 
     Built from repeats (reshape + tile), which convert to TFLite builtins.
     """
+    _, t, h, w, c = x.shape
     for axis in ((1, 2, 3) if time else (2, 3)):
         x = ops.repeat(x, 2, axis=axis)
-    return x
+    # A static-shape reshape: keeps the frame size known through TFLite conversion.
+    return ops.reshape(x, [-1, t * 2 if time else t, h * 2, w * 2, c])
 
 
 def maybe_spectral(layer: keras.layers.Layer, enabled: bool) -> keras.layers.Layer:

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import signal
+import tempfile
 import time
 from collections.abc import Callable
 
@@ -27,6 +28,7 @@ from tfvideogen import config as config_lib
 from tfvideogen import data as data_lib
 from tfvideogen import models
 from tfvideogen.models import embedding_cache
+from tfvideogen.training import augment as augment_lib
 from tfvideogen.training import losses, summaries
 from tfvideogen.training.progress import Progress
 from tfvideogen.utils import video as video_lib
@@ -62,6 +64,48 @@ def set_precision(policy: str) -> None:
     keras.mixed_precision.set_global_policy(policy)
 
 
+@contextlib.contextmanager
+def precision(policy: str):
+    """`set_precision(policy)` for the block, then the previous global policy again.
+
+    Models keep the policy they were built under; restoring it keeps a mixed
+    run from leaking its policy into later model builds in the same process.
+    """
+    previous = keras.mixed_precision.global_policy().name
+    set_precision(policy)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def configure_runtime(cfg: config_lib.TrainConfig) -> None:
+    """Applies the process-wide runtime settings of `cfg`: thread pools, determinism.
+
+    Thread pools can only be sized before TF's runtime starts (train.py calls
+    this first thing); later, a differing request is logged and ignored.
+    """
+    pools = (("intra_op_threads", cfg.intra_op_threads,
+              tf.config.threading.get_intra_op_parallelism_threads,
+              tf.config.threading.set_intra_op_parallelism_threads),
+             ("inter_op_threads", cfg.inter_op_threads,
+              tf.config.threading.get_inter_op_parallelism_threads,
+              tf.config.threading.set_inter_op_parallelism_threads))
+    for key, value, get, set_ in pools:
+        if value and get() != value:
+            try:
+                set_(value)
+            except RuntimeError:
+                logging.warning("train.%s=%d ignored: TensorFlow is already initialised in this "
+                                "process (set it before any op runs, as train.py does)", key, value)
+    if cfg.intra_op_threads or cfg.inter_op_threads:
+        logging.info("TF thread pools: intra-op %d, inter-op %d (0 = TF default)",
+                     tf.config.threading.get_intra_op_parallelism_threads(),
+                     tf.config.threading.get_inter_op_parallelism_threads())
+    if cfg.deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
 def make_strategy(name: str) -> tf.distribute.Strategy:
     if name == "default":
         return tf.distribute.get_strategy()
@@ -77,13 +121,45 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     raise ValueError(f"strategy={name!r}; valid: {', '.join(config_lib.STRATEGIES)}")
 
 
+class SyncedLossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
+    """`LossScaleOptimizer` whose overflow check agrees across replicas.
+
+    Keras 3 checks each replica's local (not yet all-reduced) gradients; where
+    a strategy runs without merge_call (XLA on GPUs) each replica then decides
+    alone, and one can skip a step whose all-reduce the others wait on. Here
+    the verdict is all-reduced first: an overflow on any replica skips the
+    step and halves the scale on every replica.
+    """
+
+    def check_finite(self, grads):
+        finite = super().check_finite(grads)
+        ctx = tf.distribute.get_replica_context()
+        if ctx is None or ctx.num_replicas_in_sync == 1:
+            return finite
+        bad = ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.cast(tf.logical_not(finite),
+                                                                 tf.float32))
+        return tf.equal(bad, 0.0)
+
+
 def make_optimizer(lr: float, cfg: config_lib.TrainConfig, name: str) -> keras.optimizers.Optimizer:
     opt = keras.optimizers.Adam(lr, beta_1=cfg.beta_1, beta_2=cfg.beta_2, name=name)
     if cfg.mixed_precision == "mixed_float16":
         # Dynamic loss scaling: scale_loss() before the gradient, apply() unscales
-        # and skips steps whose gradients overflowed.
-        opt = keras.optimizers.LossScaleOptimizer(opt, name=f"{name}_loss_scale")
+        # and skips steps whose gradients overflowed. (bfloat16 has float32's
+        # range: no scaling.)
+        opt = SyncedLossScaleOptimizer(opt, name=f"{name}_loss_scale")
     return opt
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True on the worker that writes the run directory (the only one unless multi-worker)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
 
 
 def check_run_dir(model_dir: str, cfg: config_lib.ExperimentConfig) -> None:
@@ -204,29 +280,63 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
                     strategy: tf.distribute.Strategy, cache_text: bool = True) -> Callable:
     """Builds the distributed `tf.function` step: one D update, then one G update.
 
+    `step_fn(batch, step, stop=None, r1=False)`: `batch` is a GLOBAL batch
+    (distributed dataset element), `step` the int64 step number (EMA warm-up,
+    indexed noise, augmentation seeds), `stop` an optional bool: this worker
+    wants to stop; `r1` (Python bool, one trace each) adds the lazy R1
+    penalty to this step's D loss. Returns float32
+    scalars averaged over replicas: d_loss, g_loss, real_logit, fake_logit,
+    and `stop` (> 0 when any worker asked to stop: all stop at the same step).
+
     D sees real clips with their captions (positives), generated clips and
     real clips with another clip's caption (negatives). The text encoder is
     trained with D (it must tell captions apart to score the match); G sees
     the embedding as a constant, so G cannot cheat by moving the text space.
     Losses are averaged over the global batch (per-replica mean / replicas).
+    String ops (tokenising, caption comparison, cache look-ups) run outside the
+    per-replica core, which `train.jit_compile` compiles with XLA.
     """
     t = cfg.train
     enc, gen, disc, ema = task.text_encoder, task.generator, task.discriminator, task.ema_generator
     if cache_text and embedding_cache.is_frozen(enc):
         # Frozen (hub) encoder: embed each caption once, look it up in the step.
-        enc = embedding_cache.for_training(
-            enc, embedding_cache.known_captions(dataset_for(cfg)), strategy)
+        enc = embedding_cache.for_training(enc, embedding_cache.known_captions(dataset_for(cfg)))
     z_dim = gen.z_dim
     replicas = strategy.num_replicas_in_sync
     scaled = isinstance(g_opt, keras.optimizers.LossScaleOptimizer)
+    text_inputs, embed = _text_path(enc, t.jit_compile)
 
-    def replica_step(batch):
+    def noise(n, step):
+        if t.noise == "stream":
+            return rng.normal([n, z_dim])  # a different stream on every replica
+        # "indexed": the replica's share of the global batch is contiguous.
+        replica = tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group,
+                          tf.int64)
+        return indexed_latents(t.seed, step * t.batch_size + replica * tf.cast(n, tf.int64),
+                               n, z_dim)
+
+    policy = augment_lib.check_policy(t.augment) and t.augment
+
+    def d_input(clips, seed):
+        # DiffAugment: the same policy for real and fake, fresh parameters per clip.
+        return augment_lib.augment(clips, policy, seed) if policy else clips
+
+    def replica_step(batch, step, stop, r1):
         video, captions = batch["video"], batch["caption"]
-        z = rng.normal([tf.shape(video)[0], z_dim])
+        z = noise(tf.shape(video)[0], step)
+        mismatch_mask = tf.not_equal(captions, tf.roll(captions, shift=1, axis=0))
+        # Stateless augmentation seeds: a function of (seed, replica, step), so a
+        # resumed run augments exactly as an uninterrupted one.
+        replica = tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group, tf.int64)
+        aug_seed = tf.stack([tf.constant(t.seed, tf.int64) * 65537 + replica, step])
+        out = core(video, text_inputs(captions), mismatch_mask, z, aug_seed, r1)
+        return {**out, "stop": tf.cast(stop, tf.float32)}
+
+    def update(video, text, mismatch_mask, z, aug_seed, r1: bool):
         d_vars = disc.trainable_variables + enc.trainable_variables
         g_vars = gen.trainable_variables
         with tf.GradientTape() as d_tape:
-            emb = enc(captions, training=True)
+            emb = embed(text)
             cond = tf.stop_gradient(emb)
             # G runs once per step: its tape stays open across the D update, and
             # the G loss re-scores the same clips with the updated D (as in the
@@ -234,32 +344,47 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
             with tf.GradientTape() as g_tape:
                 fake = gen(z, cond, training=True)
             wrong = tf.roll(emb, shift=1, axis=0)
-            mismatch_mask = tf.not_equal(captions, tf.roll(captions, shift=1, axis=0))
             # One D pass over [real; fake; real-with-wrong-caption]: D is per-sample.
-            logits = disc(tf.concat([video, tf.stop_gradient(tf.cast(fake, video.dtype)), video],
-                                    0),
+            clips = tf.concat([video, tf.stop_gradient(tf.cast(fake, video.dtype)), video], 0)
+            logits = disc(d_input(clips, tf.random.experimental.stateless_fold_in(aug_seed, 0)),
                           tf.concat([emb, emb, wrong], 0), training=True)
             real_l, fake_l, mis_l = tf.split(logits, 3, axis=0)
             d_loss = losses.discriminator_loss(t.loss, real_l, fake_l, mis_l, mismatch_mask,
                                                t.mismatch_weight)
-            d_obj = d_loss / replicas
+            d_obj = d_loss
+            if r1:
+                # Lazy R1 (StyleGAN2): every r1_every-th step, weighted by r1_every.
+                with tf.GradientTape() as r1_tape:
+                    r1_tape.watch(video)
+                    real_sum = tf.reduce_sum(tf.cast(disc(video, emb, training=True),
+                                                     tf.float32))
+                d_obj += losses.r1_penalty(r1_tape.gradient(real_sum, video),
+                                           t.r1_gamma) * t.r1_every
+            d_obj = d_obj / replicas
             if scaled:
                 d_obj = d_opt.scale_loss(d_obj)
-        d_opt.apply(d_tape.gradient(d_obj, d_vars), d_vars)
+        d_opt.apply(_dense(d_tape.gradient(d_obj, d_vars)), d_vars)
 
         with g_tape:
-            g_loss = losses.generator_loss(t.loss, disc(fake, cond, training=True))
+            g_in = d_input(fake, tf.random.experimental.stateless_fold_in(aug_seed, 1))
+            g_loss = losses.generator_loss(t.loss, disc(g_in, cond, training=True))
             g_obj = g_loss / replicas
             if scaled:
                 g_obj = g_opt.scale_loss(g_obj)
-        g_opt.apply(g_tape.gradient(g_obj, g_vars), g_vars)
+        g_opt.apply(_dense(g_tape.gradient(g_obj, g_vars)), g_vars)
         return {"d_loss": d_loss, "g_loss": g_loss,
                 "real_logit": tf.reduce_mean(tf.cast(real_l, tf.float32)),
                 "fake_logit": tf.reduce_mean(tf.cast(fake_l, tf.float32))}
 
+    # A nested tf.function only for XLA: plain (inlined) otherwise, since
+    # MirroredStrategy's merge_call cannot run inside a nested function.
+    core = tf.function(update, jit_compile=True) if t.jit_compile else update
+
     @tf.function
-    def step_fn(batch, step):
-        out = strategy.run(replica_step, args=(batch,))
+    def step_fn(batch, step, stop=None, r1: bool = False):
+        step = tf.cast(step, tf.int64)
+        stop = tf.constant(False) if stop is None else tf.convert_to_tensor(stop, tf.bool)
+        out = strategy.run(replica_step, args=(batch, step, stop, r1))
         out = {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
                for k, v in out.items()}
         if ema is not None:
@@ -271,6 +396,47 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
         return out
 
     return step_fn
+
+
+def indexed_latents(seed: int, first, n, z_dim: int) -> tf.Tensor:
+    """z of the run's examples first, ..., first + n - 1: float32 [n, z_dim], N(0, 1).
+
+    Row i is a pure function of (seed, first + i), so how a global batch is
+    split over replicas (or resumed) does not change any example's noise.
+    """
+    index = tf.cast(first, tf.int64) + tf.range(n, dtype=tf.int64)
+    keys = tf.stack([tf.fill(tf.shape(index), tf.constant(seed, tf.int64)), index], axis=1)
+    return tf.map_fn(lambda k: tf.random.stateless_normal([z_dim], seed=k), keys,
+                     fn_output_signature=tf.TensorSpec([z_dim], tf.float32))
+
+
+def _dense(grads: list) -> list:
+    """IndexedSlices (embedding tables) -> dense gradients.
+
+    Keras 3 Adam squares an IndexedSlices gradient slice by slice, before
+    duplicate rows are summed: v gets sum(g_i^2) instead of (sum g_i)^2, which
+    also depends on how the batch is split over replicas. Adam densifies the
+    gradient anyway (m is dense), so this costs no extra memory.
+    """
+    return [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
+
+
+def _text_path(enc: keras.Model, jit_compile: bool) -> tuple[Callable, Callable]:
+    """(outside-core text transform, in-core embed) for the encoder `enc`.
+
+    Builtin encoder: tokenise outside (string ops), embed ids inside (trained).
+    Frozen encoder/cache: embed outside (constant: no gradient, no XLA issue).
+    A trainable encoder without `tokenize` (fine-tuned hub) must see strings
+    inside the core, which XLA cannot compile.
+    """
+    if embedding_cache.is_frozen(enc):
+        return (lambda c: tf.cast(enc(c, training=True), tf.float32)), (lambda e: e)
+    if isinstance(enc, models.TextEncoder):
+        return enc.tokenize, (lambda ids: enc.embed_tokens(ids, training=True))
+    if jit_compile:
+        raise ValueError(f"train.jit_compile needs the builtin or a frozen text encoder: the "
+                         f"trainable {enc.name!r} takes strings, which XLA cannot compile")
+    return (lambda c: c), (lambda c: enc(c, training=True))
 
 
 # --------------------------------------------------------------------------- #
@@ -301,14 +467,45 @@ class _Preemption:
 
 
 def train(cfg: config_lib.ExperimentConfig, model_dir: str) -> TrainResult:
-    """Trains (or resumes) the experiment `cfg` into `model_dir`."""
+    """Trains (or resumes) the experiment `cfg` into `model_dir`.
+
+    `cfg.train.batch_size` is the GLOBAL batch: each of the strategy's replicas
+    gets batch_size / replicas clips. SIGTERM/SIGINT stop the run after the
+    current step with a checkpoint (`preempted=True`; with several workers all
+    stop at the same step). Under multi-worker, only the chief writes the run
+    directory; the other workers checkpoint to temporary directories.
+    """
     cfg.validate()
     t = cfg.train
+    configure_runtime(t)
+    with precision(t.mixed_precision):
+        keras.utils.set_random_seed(t.seed)
+        strategy = make_strategy(t.strategy)
+        # Our handlers go on after the strategy: multi-worker's coordination
+        # service installs a C++ SIGTERM notifier that would replace them.
+        with _Preemption() as stop:
+            return _train(cfg, model_dir, strategy, stop)
+
+
+def _train(cfg: config_lib.ExperimentConfig, model_dir: str, strategy: tf.distribute.Strategy,
+           stop: _Preemption) -> TrainResult:
+    t = cfg.train
+    replicas = strategy.num_replicas_in_sync
+    if t.batch_size % replicas:
+        raise ValueError(f"train.batch_size={t.batch_size} (the global batch) must be a multiple "
+                         f"of the {replicas} replicas of strategy {t.strategy!r}")
+    chief = is_chief(strategy)
+    multi_worker = t.strategy == "multi_worker"
+    if t.jit_compile and t.strategy != "tpu" and (replicas > 1 or multi_worker):
+        # The XLA core is a nested tf.function: only on all-GPU replicas does
+        # the strategy all-reduce without a merge_call, which cannot run inside.
+        devices = strategy.extended.worker_devices
+        if not all("GPU" in d.upper() for d in devices):
+            raise ValueError(f"train.jit_compile with several replicas needs GPU replicas; "
+                             f"strategy {t.strategy!r} runs on {', '.join(devices)}. "
+                             f"Use train.jit_compile=false")
     tf.io.gfile.makedirs(model_dir)
     check_run_dir(model_dir, cfg)
-    set_precision(t.mixed_precision)
-    keras.utils.set_random_seed(t.seed)
-    strategy = make_strategy(t.strategy)
     dataset = dataset_for(cfg)
 
     with strategy.scope():
@@ -321,54 +518,77 @@ def train(cfg: config_lib.ExperimentConfig, model_dir: str) -> TrainResult:
         rng = tf.random.Generator.from_seed(t.seed)
         step_var = tf.Variable(0, dtype=tf.int64, name="step")
     checkpoint = make_checkpoint(task, step_var, rng, g_opt, d_opt)
-    manager = tf.train.CheckpointManager(checkpoint, os.path.join(model_dir, "checkpoints"),
-                                         max_to_keep=t.keep_checkpoints)
-    if manager.latest_checkpoint:
-        restore(checkpoint, manager.latest_checkpoint)
-        logging.info("resumed from %s at step %d", manager.latest_checkpoint,
-                     int(step_var.numpy()))
-    write_config(model_dir, cfg)
+    ckpt_dir = os.path.join(model_dir, "checkpoints")
+    # Every worker must save (the save is collective), but only the chief's
+    # files are kept; the others write to a temporary directory.
+    save_dir = ckpt_dir if chief else tempfile.mkdtemp(prefix="tfvideogen_worker_ckpt_")
+    manager = tf.train.CheckpointManager(checkpoint, save_dir, max_to_keep=t.keep_checkpoints)
+    latest = tf.train.latest_checkpoint(ckpt_dir)
+    if latest:
+        restore(checkpoint, latest)
+        logging.info("resumed from %s at step %d", latest, int(step_var.numpy()))
+    if chief:
+        write_config(model_dir, cfg)
     start = int(step_var.numpy())
 
+    # The global batch; experimental_distribute_dataset splits it per replica
+    # and auto-shards across workers (files when it can, else elements).
     ds = strategy.experimental_distribute_dataset(
         data_lib.batched(training_stream(cfg, start * t.batch_size), t.batch_size))
     step_fn = make_train_step(task, g_opt, d_opt, rng, cfg, strategy)
-    writer = tf.summary.create_file_writer(os.path.join(model_dir, "logs"))
+    writer = (tf.summary.create_file_writer(os.path.join(model_dir, "logs")) if chief
+              else tf.summary.create_noop_writer())
     sample_captions = sample_caption_set(dataset, t.num_samples)
 
     progress = Progress(t.steps, start=start, every=t.log_every)
     values: dict[str, float] = {}
     step = start
     preempted = False
-    with _Preemption() as stop, writer.as_default():
-        iterator = iter(ds)
-        while step < t.steps:
-            out = step_fn(next(iterator), tf.constant(step, tf.int64))
-            values = {k: float(v) for k, v in out.items()}
-            bad = [k for k in ("d_loss", "g_loss") if not math.isfinite(values[k])]
-            if bad:
-                raise NonFiniteLossError(
-                    f"non-finite {', '.join(bad)} at step {step + 1} ({values}); stopped. "
-                    f"The last good checkpoint ({manager.latest_checkpoint or 'none'}) is kept.")
-            step += 1
-            step_var.assign(step)
-            progress.update(step, {"d": values["d_loss"], "g": values["g_loss"]})
-            if step % t.log_every == 0 or step == t.steps:
-                summaries.scalars({**values, "steps_per_second": progress.rate(step)}, step)
-            if step % t.checkpoint_every == 0 or step == t.steps or stop.requested:
-                manager.save(checkpoint_number=step)
-            if step % t.sample_every == 0 or step == t.steps:
-                write_samples(task, sample_captions, model_dir, step)
-            if stop.requested and step < t.steps:
-                preempted = True
-                logging.warning("stopped by signal at step %d; rerun to resume", step)
-                break
-        writer.flush()
+    try:
+        with writer.as_default():
+            iterator = iter(ds)
+            while step < t.steps:
+                out = step_fn(next(iterator), tf.constant(step, tf.int64),
+                              tf.constant(stop.requested),
+                              r1=t.r1_gamma > 0 and step % t.r1_every == 0)
+                values = {k: float(v) for k, v in out.items()}
+                signalled = values.pop("stop") > 0  # on any worker, at the step's start
+                bad = [k for k in ("d_loss", "g_loss") if not math.isfinite(values[k])]
+                if bad:
+                    raise NonFiniteLossError(
+                        f"non-finite {', '.join(bad)} at step {step + 1} ({values}); stopped. "
+                        f"The last good checkpoint ({latest_checkpoint(model_dir) or 'none'}) "
+                        f"is kept.")
+                step += 1
+                step_var.assign(step)
+                progress.update(step, {"d": values["d_loss"], "g": values["g_loss"]})
+                if step % t.log_every == 0 or step == t.steps:
+                    summaries.scalars({**values, "steps_per_second": progress.rate(step)}, step)
+                # Workers stop together: a signal reaches the others through the
+                # next step's reduced `stop`. A single process stops right away.
+                stopping = signalled or (stop.requested and not multi_worker)
+                if step % t.checkpoint_every == 0 or step == t.steps or stopping:
+                    manager.save(checkpoint_number=step)
+                if chief and (step % t.sample_every == 0 or step == t.steps):
+                    write_samples(task, sample_captions, model_dir, step)
+                if stopping and step < t.steps:
+                    preempted = True
+                    logging.warning("stopped by signal at step %d; rerun to resume", step)
+                    break
+            writer.flush()
+    finally:
+        if not chief:
+            tf.io.gfile.rmtree(save_dir)
     progress.close()
-    if not preempted:
+    if chief and not preempted:
         save_keras(task, model_dir)
     return TrainResult(model_dir=model_dir, step=step, losses=values,
                        steps_per_second=progress.rate(step), task=task, preempted=preempted)
+
+
+def latest_checkpoint(model_dir: str) -> str | None:
+    """The last complete checkpoint of a run (the state file is written last)."""
+    return tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
 
 
 def sample_caption_set(dataset: data_lib.BuiltinDataset, count: int) -> list[str]:
