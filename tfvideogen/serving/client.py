@@ -15,6 +15,7 @@ when a bigger request needs more.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import json
 import os
@@ -74,12 +75,13 @@ def seeds_array(seed: int | Sequence[int], count: int) -> np.ndarray:
     return seeds
 
 
-class _VideoAPI:
-    """The four tfvideogen signatures on top of a `predict()`."""
+class _VideoAPI(abc.ABC):
+    """The four tfvideogen signatures on top of a transport's `predict()`."""
 
+    @abc.abstractmethod
     def predict(self, inputs: Mapping[str, object], signature_name: str = "serving_default",
                 output_filter: Sequence[str] = ()) -> dict[str, np.ndarray]:
-        raise NotImplementedError
+        """Raw PredictRequest: input name -> array; returns output name -> array."""
 
     def generate(self, texts: Sequence[str] | str, seed: int | Sequence[int] = 0) -> np.ndarray:
         """`serving_default`: captions + seeds -> uint8 video [B, T, H, W, 3]."""
