@@ -324,15 +324,11 @@ def export_from_config(cfg: ExportRunConfig) -> str:
                       warmup=cfg.warmup, serving=cfg.serving, verify=cfg.verify)
 
 
-@contextlib.contextmanager
-def float32_policy():
+def float32_policy() -> contextlib.AbstractContextManager:
     """Builds under the float32 Keras policy, restoring the previous policy afterwards."""
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("float32")
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
+    from tfvideogen.training import trainer
+
+    return trainer.precision("float32")
 
 
 def export_run(model_dir: str, export_dir: str, checkpoint: str = "",
