@@ -121,7 +121,7 @@ def mirrored() -> None:
     out["stream_replicas_differ"] = not np.allclose(draws[0], draws[1])
 
     # 2. Same global batch, same (indexed) noise: 1 device vs 2 replicas, 2 steps.
-    cfg = tiny_config("train.noise=indexed")
+    cfg = tiny_config("train.noise=indexed", "train.embedding_grads=dense")
     batch = _batch(cfg)
     one, *_, step_one = _setup(cfg, default)
     two, g2, d2, _, step_two = _setup(cfg, mirrored, source=one)

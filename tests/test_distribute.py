@@ -48,7 +48,8 @@ def test_mirrored_two_replicas_equal_single_device(mirrored_result):
     r = mirrored_result
     assert r["replicas"] == 2
     # Same global batch of 4 (2 + 2 on the replicas), same per-example noise
-    # (train.noise=indexed), same initial weights: losses and weights after
+    # (train.noise=indexed), textbook Adam on the embedding table
+    # (train.embedding_grads=dense), same initial weights: losses and weights after
     # two D+G steps (optimizer slots, EMA included) match one device.
     for one, two in zip(r["losses_one"], r["losses_two"]):
         for k in ("d_loss", "g_loss", "real_logit", "fake_logit"):

@@ -141,3 +141,27 @@ def test_train_py_smoke_and_bad_flags(tmp_path):
     assert bad.returncode != 0 and "unknown dataset 'imagenet'; valid:" in bad.stderr
     bad = _run_train_py("--mixed_precision=fp8")
     assert bad.returncode != 0 and "float32|mixed_float16|mixed_bfloat16" in bad.stderr
+
+
+@pytest.mark.parametrize("mode, expected", [("sparse", 2.0), ("dense", 1.0)])
+def test_embedding_grads_mode_sets_adams_step_for_repeated_words(mode, expected):
+    # A word used n = 4 times in a batch, same gradient each time. Textbook Adam's
+    # first step is lr per weight; Keras 3's IndexedSlices path puts sum(g_i^2)
+    # = n g^2 in v instead of (n g)^2, so it steps lr * sqrt(n).
+    import keras
+    table = keras.Variable(np.zeros((3, 2), np.float32))
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.gather(table, [1, 1, 1, 1]))
+    grad = tape.gradient(loss, table)
+    assert isinstance(grad, tf.IndexedSlices)
+    opt = keras.optimizers.Adam(1e-3)
+    opt.apply(trainer.embedding_gradients(mode)([grad]), [table])
+    np.testing.assert_allclose(table.numpy()[1], [-1e-3 * expected] * 2, rtol=1e-3)
+    np.testing.assert_array_equal(table.numpy()[[0, 2]], 0.0)
+
+
+def test_embedding_grads_mode_is_validated():
+    assert tiny_config().train.embedding_grads == "sparse"
+    with pytest.raises(ValueError,
+                       match="train.embedding_grads='rows' is not one of sparse, dense"):
+        tiny_config("train.embedding_grads=rows")

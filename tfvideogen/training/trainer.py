@@ -332,6 +332,8 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
         out = core(video, text_inputs(captions), mismatch_mask, z, aug_seed, r1)
         return {**out, "stop": tf.cast(stop, tf.float32)}
 
+    grads = embedding_gradients(t.embedding_grads)
+
     def update(video, text, mismatch_mask, z, aug_seed, r1: bool):
         d_vars = disc.trainable_variables + enc.trainable_variables
         g_vars = gen.trainable_variables
@@ -363,7 +365,7 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
             d_obj = d_obj / replicas
             if scaled:
                 d_obj = d_opt.scale_loss(d_obj)
-        d_opt.apply(_dense(d_tape.gradient(d_obj, d_vars)), d_vars)
+        d_opt.apply(grads(d_tape.gradient(d_obj, d_vars)), d_vars)
 
         with g_tape:
             g_in = d_input(fake, tf.random.experimental.stateless_fold_in(aug_seed, 1))
@@ -371,7 +373,7 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
             g_obj = g_loss / replicas
             if scaled:
                 g_obj = g_opt.scale_loss(g_obj)
-        g_opt.apply(_dense(g_tape.gradient(g_obj, g_vars)), g_vars)
+        g_opt.apply(grads(g_tape.gradient(g_obj, g_vars)), g_vars)
         return {"d_loss": d_loss, "g_loss": g_loss,
                 "real_logit": tf.reduce_mean(tf.cast(real_l, tf.float32)),
                 "fake_logit": tf.reduce_mean(tf.cast(fake_l, tf.float32))}
@@ -410,8 +412,13 @@ def indexed_latents(seed: int, first, n, z_dim: int) -> tf.Tensor:
                      fn_output_signature=tf.TensorSpec([z_dim], tf.float32))
 
 
+def embedding_gradients(mode: str) -> Callable[[list], list]:
+    """The gradient-list transform for train.embedding_grads ("sparse" | "dense")."""
+    return _dense if mode == "dense" else (lambda grads: grads)
+
+
 def _dense(grads: list) -> list:
-    """IndexedSlices (embedding tables) -> dense gradients.
+    """IndexedSlices (embedding tables) -> dense gradients (train.embedding_grads=dense).
 
     Keras 3 Adam squares an IndexedSlices gradient slice by slice, before
     duplicate rows are summed: v gets sum(g_i^2) instead of (sum g_i)^2, which
