@@ -66,6 +66,8 @@ def main(argv):
     logging.info("run directory: %s", model_dir)
     try:
         result = training.train(cfg, model_dir)
+    except training.SetupError as e:  # found once the strategy knows its devices
+        raise app.UsageError(str(e)) from None
     except (training.IncompatibleRunError, training.NonFiniteLossError,
             models.HubLoadError) as e:
         logging.error("%s", e)

@@ -163,6 +163,10 @@ def test_evaluate_run_writes_consistent_reports(run_metrics):
         assert r["samples"] == 24 and "fvd" not in r
         assert r["real_split"] == ("validation" if split == "train" else "heldout")
         assert len(r["diversity"]["per_caption"]) == 2
+        conf = r["confusion"]
+        assert [len(conf[h]) for h in ("color", "shape", "motion")] == [7, 3, 2]
+        assert all(sum(map(sum, m)) == 24 for m in conf.values())
+        assert sum(conf["shape"][i][i] for i in range(3)) == round(24 * acc["shape"])
     # The sample grid: 4 captions x 2 seeds of 4 frames, upscaled 6x (16 px -> 96 px).
     gif = iio.imread(os.path.join(out, "samples.gif"))
     assert gif.shape[0] == 4 and gif.shape[1:] == ((2 * 17 - 1) * 6, (4 * 17 - 1) * 6, 3)

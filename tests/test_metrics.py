@@ -292,6 +292,9 @@ def test_accuracy_and_chance():
     assert chance == {"a": 0.5, "b": 0.25, "all_correct": 0.125}
     with pytest.raises(ValueError, match="heads differ"):
         classifier_lib.accuracy(preds, {"a": labels["a"]})
+    # Rows: asked value, columns: judged value.
+    conf = classifier_lib.confusion(preds, labels, {"a": "xyz", "b": "pq"})
+    assert conf == {"a": [[1, 0, 0], [0, 1, 1], [0, 0, 1]], "b": [[2, 1], [0, 1]]}
 
 
 def test_classifier_shapes_and_config_roundtrip():

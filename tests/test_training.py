@@ -165,3 +165,23 @@ def test_embedding_grads_mode_is_validated():
     with pytest.raises(ValueError,
                        match="train.embedding_grads='rows' is not one of sparse, dense"):
         tiny_config("train.embedding_grads=rows")
+
+
+def test_train_py_reports_a_batch_that_does_not_split_over_replicas(tmp_path):
+    # Three replicas (stubbed: only their count matters here) and a global batch of 4.
+    code = (
+        "import sys, types\n"
+        "from absl import app\n"
+        "from tfvideogen.training import trainer\n"
+        "trainer.make_strategy = lambda name: types.SimpleNamespace(num_replicas_in_sync=3)\n"
+        "import train\n"
+        "sys.argv = ['train.py', '--experiment=tiny', '--batch_size=4', '--strategy=mirrored',\n"
+        f"            '--model_dir={tmp_path / 'run'}']\n"
+        "app.run(train.main)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert ("train.batch_size=4 (the global batch) must be a multiple of the 3 replicas of "
+            "strategy 'mirrored'") in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "run").exists()

@@ -215,6 +215,17 @@ def accuracy(predictions: Mapping[str, np.ndarray],
     return out
 
 
+def confusion(predictions: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray],
+              heads: Mapping[str, Sequence[str]]) -> dict[str, list[list[int]]]:
+    """{head: int counts [asked value][judged value]}: which value a miss looks like."""
+    out = {}
+    for name, values in heads.items():
+        matrix = np.zeros((len(values), len(values)), np.int64)
+        np.add.at(matrix, (np.asarray(labels[name]), np.asarray(predictions[name])), 1)
+        out[name] = matrix.tolist()
+    return out
+
+
 def chance_accuracy(heads: Mapping[str, Sequence[str]]) -> dict[str, float]:
     """Accuracy of uniform guessing, per head and for all heads at once."""
     out = {k: 1.0 / len(v) for k, v in heads.items()}

@@ -421,6 +421,8 @@ def evaluate(cfg: EvalConfig, source: VideoSource | None = None, log=print) -> d
             "real_split": ref_split,
             "samples": n,
             "caption_accuracy": classifier_lib.accuracy(pred_fake, labels),
+            # Rows: the caption's value; columns: the judge's verdict (order: "heads").
+            "confusion": classifier_lib.confusion(pred_fake, labels, heads),
             "real_caption_accuracy": classifier_lib.accuracy(pred_real, labels),
             "chance_accuracy": classifier_lib.chance_accuracy(heads),
             "frechet_classifier_distance": frechet.frechet_distance(feat_real, feat_fake),
@@ -464,7 +466,8 @@ def evaluate(cfg: EvalConfig, source: VideoSource | None = None, log=print) -> d
             "fcd": "Frechet distance (float64) of the classifier's penultimate features; "
                    "not FVD",
         },
-        "classifier": {"path": judge_dir, "real_accuracy": judge_info["real_accuracy"],
+        "classifier": {"path": judge_dir, "heads": {k: list(v) for k, v in heads.items()},
+                       "real_accuracy": judge_info["real_accuracy"],
                        "train_seconds": judge_info["train_seconds"],
                        "config": judge_info["config"]},
         "splits": results,

@@ -3,6 +3,7 @@
 from tfvideogen.training.trainer import (
                                          IncompatibleRunError,
                                          NonFiniteLossError,
+                                         SetupError,
                                          TrainResult,
                                          load_run_config,
                                          load_task,
@@ -10,5 +11,5 @@ from tfvideogen.training.trainer import (
                                          train,
 )
 
-__all__ = ["IncompatibleRunError", "NonFiniteLossError", "TrainResult", "load_run_config",
-           "load_task", "timestamped_dir", "train"]
+__all__ = ["IncompatibleRunError", "NonFiniteLossError", "SetupError", "TrainResult",
+           "load_run_config", "load_task", "timestamped_dir", "train"]

@@ -40,6 +40,10 @@ class NonFiniteLossError(RuntimeError):
     """A loss became NaN/inf; the last good checkpoint is kept."""
 
 
+class SetupError(ValueError):
+    """The config does not fit the strategy, devices or text encoder it runs with."""
+
+
 class IncompatibleRunError(ValueError):
     """`model_dir` holds a run whose model differs from the requested one."""
 
@@ -441,7 +445,7 @@ def _text_path(enc: keras.Model, jit_compile: bool) -> tuple[Callable, Callable]
     if isinstance(enc, models.TextEncoder):
         return enc.tokenize, (lambda ids: enc.embed_tokens(ids, training=True))
     if jit_compile:
-        raise ValueError(f"train.jit_compile needs the builtin or a frozen text encoder: the "
+        raise SetupError(f"train.jit_compile needs the builtin or a frozen text encoder: the "
                          f"trainable {enc.name!r} takes strings, which XLA cannot compile")
     return (lambda c: c), (lambda c: enc(c, training=True))
 
@@ -499,7 +503,7 @@ def _train(cfg: config_lib.ExperimentConfig, model_dir: str, strategy: tf.distri
     t = cfg.train
     replicas = strategy.num_replicas_in_sync
     if t.batch_size % replicas:
-        raise ValueError(f"train.batch_size={t.batch_size} (the global batch) must be a multiple "
+        raise SetupError(f"train.batch_size={t.batch_size} (the global batch) must be a multiple "
                          f"of the {replicas} replicas of strategy {t.strategy!r}")
     chief = is_chief(strategy)
     multi_worker = t.strategy == "multi_worker"
@@ -508,7 +512,7 @@ def _train(cfg: config_lib.ExperimentConfig, model_dir: str, strategy: tf.distri
         # the strategy all-reduce without a merge_call, which cannot run inside.
         devices = strategy.extended.worker_devices
         if not all("GPU" in d.upper() for d in devices):
-            raise ValueError(f"train.jit_compile with several replicas needs GPU replicas; "
+            raise SetupError(f"train.jit_compile with several replicas needs GPU replicas; "
                              f"strategy {t.strategy!r} runs on {', '.join(devices)}. "
                              f"Use train.jit_compile=false")
     tf.io.gfile.makedirs(model_dir)
