@@ -153,3 +153,12 @@ def test_generate_validates_inputs(task):
 def test_to_uint8_rounds_and_clips():
     got = models.to_uint8(tf.constant([-1.5, -1.0, 0.0, 0.999, 1.0, 2.0])).numpy()
     assert list(got) == [0, 0, 128, 255, 255, 255]
+
+
+def test_per_caption_seed_rule():
+    from tfvideogen.utils.seeds import per_caption_seeds
+    np.testing.assert_array_equal(per_caption_seeds(5, 3), [5, 6, 7])
+    np.testing.assert_array_equal(per_caption_seeds([9, 1], 2), [9, 1])
+    assert per_caption_seeds(0, 2).dtype == np.int64
+    with pytest.raises(ValueError, match="got 3 seeds for 2 captions"):
+        per_caption_seeds([1, 2, 3], 2)

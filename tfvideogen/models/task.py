@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfvideogen.models.layers import PACKAGE
+from tfvideogen.utils.seeds import per_caption_seeds
 
 # Second word of every latent's stateless seed: (seed, SALT) -> z.
 LATENT_SALT = 0x7F1D
@@ -88,11 +89,7 @@ class TextToVideo(keras.Model):
         if dtype not in ("uint8", "float32"):
             raise ValueError(f"dtype must be 'uint8' or 'float32', got {dtype!r}")
         if z is None:
-            seeds = (np.arange(len(captions)) + int(seed) if np.ndim(seed) == 0
-                     else np.asarray(seed, np.int64))
-            if seeds.shape != (len(captions),):
-                raise ValueError(f"got {seeds.size} seeds for {len(captions)} captions")
-            z = latents_from_seeds(seeds, self.z_dim)
+            z = latents_from_seeds(per_caption_seeds(seed, len(captions)), self.z_dim)
         else:
             z = np.asarray(z, np.float32)
             if z.shape != (len(captions), self.z_dim):

@@ -38,6 +38,7 @@ from tensorflow_serving.apis import (
 
 from tfvideogen.serving import rest, tensors
 from tfvideogen.serving.errors import ServingError
+from tfvideogen.utils.seeds import per_caption_seeds
 
 DEFAULT_RECEIVE_BYTES = 4 << 20  # gRPC's default
 MAX_METADATA_BYTES = 64 << 20
@@ -65,16 +66,6 @@ def captions_array(texts: Sequence[str] | str) -> np.ndarray:
     return array
 
 
-def seeds_array(seed: int | Sequence[int], count: int) -> np.ndarray:
-    """`seed` int (caption i gets seed + i, as `TextToVideo.generate`) or per caption -> int64."""
-    if np.ndim(seed) == 0:
-        return np.arange(count, dtype=np.int64) + int(seed)
-    seeds = np.asarray(seed, dtype=np.int64)
-    if seeds.shape != (count,):
-        raise ValueError(f"got {seeds.size} seeds for {count} captions")
-    return seeds
-
-
 class _VideoAPI(abc.ABC):
     """The four tfvideogen signatures on top of a transport's `predict()`."""
 
@@ -86,7 +77,7 @@ class _VideoAPI(abc.ABC):
     def generate(self, texts: Sequence[str] | str, seed: int | Sequence[int] = 0) -> np.ndarray:
         """`serving_default`: captions + seeds -> uint8 video [B, T, H, W, 3]."""
         text = captions_array(texts)
-        out = self.predict({"text": text, "seed": seeds_array(seed, len(text))},
+        out = self.predict({"text": text, "seed": per_caption_seeds(seed, len(text))},
                            "serving_default")
         return _checked(out["video"], np.uint8, "video")
 
