@@ -1,7 +1,7 @@
 """Train-step benchmark: step time, videos/s, GFLOP/s and % of the matmul peak,
 input-wait fraction and peak RSS per config.
 
-    python benchmarks/train_step.py          # default + 16x64x64 b16, both generator options
+    python benchmarks/train_step.py          # default + 16x64x64 b16, each generator option
     python benchmarks/train_step.py --cases=64x64_b16 --override train.jit_compile=true
     python benchmarks/train_step.py --intra_op_threads=2 --inter_op_threads=1
 
@@ -29,7 +29,7 @@ from absl import app, flags  # noqa: E402
 flags.DEFINE_multi_string("override", [], "Overrides applied to every case.")
 flags.DEFINE_integer("steps", 20, "Timed steps per case (after warm-up).")
 flags.DEFINE_integer("warmup", 3, "Untimed steps per case (tracing, allocator).")
-flags.DEFINE_string("cases", "default,64x64_b16_transpose,64x64_b16_nearest",
+flags.DEFINE_string("cases", "default,64x64_b16_transpose,64x64_b16_nearest,64x64_b16_mocogan",
                     "Comma-separated cases (see CASES).")
 flags.DEFINE_integer("pipeline_steps", 5, "Steps fed by the real input pipeline (0 = skip).")
 flags.DEFINE_float("peak_seconds", 4.0, "Seconds of fp32 matmul to measure the peak (0 = skip).")
@@ -49,6 +49,8 @@ CASES = {
                                         "model.generator.upsampling=transpose"]),
     "64x64_b16_nearest": ("default", ["data.height=64", "data.width=64", "train.batch_size=16",
                                       "model.generator.upsampling=nearest"]),
+    "64x64_b16_mocogan": ("default", ["data.height=64", "data.width=64", "train.batch_size=16",
+                                      "model.generator.kind=mocogan"]),
     "tiny": ("tiny", []),
 }
 
