@@ -71,6 +71,27 @@ def test_discriminator_heads(frame_frames, sn):
     assert logits.shape == (5, 2 if frame_frames else 1) and logits.dtype == tf.float32
 
 
+def test_discriminator_video_head_on_a_downsampled_clip():
+    # DVD-GAN's temporal D: the video head of a 16 px D with video_downsample=2 is
+    # a video head over the 2x2 average-pooled (8 px) clip.
+    v, t = tf.random.normal([3, 4, 16, 16, 3]), tf.random.normal([3, 6])
+    down = models.VideoDiscriminator(frames=4, size=16, text_dim=6, base_width=8,
+                                     video_downsample=2)
+    small = models.VideoDiscriminator(frames=4, size=8, text_dim=6, base_width=8)
+    down.build(), small.build()
+    assert len(down.video_convs) == len(small.video_convs) == 1
+    small.set_weights(down.get_weights())
+    pooled = tf.nn.avg_pool3d(v, [1, 1, 2, 2, 1], [1, 1, 2, 2, 1], "VALID")
+    np.testing.assert_allclose(down(v, t).numpy(), small(pooled, t).numpy(), atol=1e-5)
+    both = models.VideoDiscriminator(frames=4, size=16, text_dim=6, base_width=8,
+                                     frame_frames=2, video_downsample=2)
+    assert both(v, t).shape == (3, 2)
+    with pytest.raises(ValueError, match="video_downsample must divide size=16"):
+        models.VideoDiscriminator(frames=4, size=16, video_downsample=3)
+    with pytest.raises(ValueError, match="leave >= 8 pixels"):
+        models.VideoDiscriminator(frames=4, size=16, video_downsample=4)
+
+
 def test_discriminator_is_per_sample():
     d = models.VideoDiscriminator(frames=4, size=16, text_dim=6, base_width=8, max_width=16,
                                   frame_frames=2)
@@ -97,7 +118,7 @@ def test_conditional_norm_identity_at_init_and_per_sample():
     lambda: models.VideoGenerator(frames=4, size=16, z_dim=4, text_dim=5, base_width=8,
                                   min_width=4, base_frames=1, upsampling="nearest"),
     lambda: models.VideoDiscriminator(frames=4, size=16, text_dim=5, base_width=4, max_width=8,
-                                      spectral_norm=True, frame_frames=2),
+                                      spectral_norm=True, frame_frames=2, video_downsample=2),
     lambda: layers.ConditionalNorm(3, epsilon=1e-3),
 ])
 def test_config_round_trip(make):

@@ -94,12 +94,13 @@ def test_mocogan_generator_contract_and_round_trip():
     assert clone.get_config() == g.get_config()
 
 
-def test_train_step_with_augment_and_r1_runs_and_r1_adds_to_d():
+def test_train_step_with_augment_r1_and_downsampled_video_head():
     from tests.conftest import tiny_config
     from tfvideogen import data
     from tfvideogen.training import trainer
 
-    cfg = tiny_config("train.augment=translation,cutout", "train.r1_gamma=10")
+    cfg = tiny_config("train.augment=translation,cutout", "train.r1_gamma=10",
+                      "model.discriminator.video_downsample=2")
     batch = next(iter(data.batched(data.load("moving_shapes", frames=4, height=16, width=16), 4)))
     grads = {}
     for r1 in (False, True):

@@ -92,6 +92,8 @@ class DiscriminatorConfig:
     spectral_norm: bool = False
     # Frames scored by the per-frame 2D head (0 = video head only).
     frame_frames: int = 4
+    # Spatial average-pooling factor of the video head's input (DVD-GAN: 2).
+    video_downsample: int = 1
 
 
 @dataclasses.dataclass

@@ -60,7 +60,8 @@ def build_task(cfg: ModelConfig, vocabulary: Sequence[str], frames: int, size: i
     discriminator = VideoDiscriminator(frames=frames, size=size, text_dim=text_dim,
                                        base_width=d.base_width, max_width=d.max_width,
                                        spectral_norm=d.spectral_norm,
-                                       frame_frames=d.frame_frames, name="discriminator")
+                                       frame_frames=d.frame_frames,
+                                       video_downsample=d.video_downsample, name="discriminator")
     task = TextToVideo(encoder, generator, discriminator, ema_generator, name="text_to_video")
     task.build()
     if ema_generator is not None:

@@ -16,24 +16,31 @@ class VideoDiscriminator(keras.Model):
     Output: float32 logits [B, heads]: column 0 scores the clip (3D convs,
     motion), column 1 (when `frame_frames > 0`) averages a 2D per-frame
     discriminator over `frame_frames` frames sampled from the clip (sharp
-    shapes, DVD-GAN/MoCoGAN style). Each head is conditioned by projection
+    shapes, DVD-GAN/MoCoGAN style). With `video_downsample` = k > 1 the
+    video head sees the clip average-pooled k x k in space (DVD-GAN's temporal
+    discriminator): motion at 1/k^2 of the 3D-conv cost, detail left to the
+    frame head. Each head is conditioned by projection
     (Miyato & Koyama 2018): logit = w.h + <h, V text>, so a real clip with a
     wrong caption can be scored as fake.
     """
 
     def __init__(self, frames: int = 16, size: int = 32, text_dim: int = 128,
                  base_width: int = 32, max_width: int = 256, spectral_norm: bool = False,
-                 frame_frames: int = 0, **kwargs):
+                 frame_frames: int = 0, video_downsample: int = 1, **kwargs):
         super().__init__(**kwargs)
         self.frames, self.size, self.text_dim = frames, size, text_dim
         self.base_width, self.max_width = base_width, max_width
         self.spectral_norm, self.frame_frames = spectral_norm, frame_frames
         if frame_frames < 0 or frame_frames > frames:
             raise ValueError(f"frame_frames must be in [0, frames={frames}], got {frame_frames}")
+        if video_downsample < 1 or size % video_downsample or size // video_downsample < 8:
+            raise ValueError(f"video_downsample must divide size={size} and leave >= 8 pixels, "
+                             f"got {video_downsample}")
+        self.video_downsample = video_downsample
 
         self.seed_generator = keras.random.SeedGenerator(0, name="frame_sampler")
 
-        def stack(conv, rank_time: bool, prefix: str):
+        def stack(conv, rank_time: bool, prefix: str, size: int):
             layers, t, s, width = [], frames, size, base_width
             while s > 4:
                 # 3x3(x3) kernels, stride 2 (time too while frames remain).
@@ -47,7 +54,7 @@ class VideoDiscriminator(keras.Model):
 
         # Layers are attributes, not list items: tf.train.Checkpoint does not see
         # layers held in Keras-tracked lists.
-        for i, layer in enumerate(stack(keras.layers.Conv3D, True, "v")):
+        for i, layer in enumerate(stack(keras.layers.Conv3D, True, "v", size // video_downsample)):
             setattr(self, f"v{i}", layer)
         self.video_width = self._out_width(len(self.video_convs))
         # Heads compute in float32 under mixed precision (logits feed the losses).
@@ -57,7 +64,7 @@ class VideoDiscriminator(keras.Model):
             keras.layers.Dense(self.video_width, use_bias=False, name="v_proj", dtype="float32"),
             spectral_norm)
         if frame_frames:
-            for i, layer in enumerate(stack(keras.layers.Conv2D, False, "f")):
+            for i, layer in enumerate(stack(keras.layers.Conv2D, False, "f", size)):
                 setattr(self, f"f{i}", layer)
             self.frame_width = self._out_width(len(self.frame_convs))
             self.frame_head = maybe_spectral(
@@ -89,7 +96,7 @@ class VideoDiscriminator(keras.Model):
         return 2 if self.frame_frames else 1
 
     def build(self, video_shape=None, text_embedding_shape=None):
-        t, s, c = self.frames, self.size, 3
+        t, s, c = self.frames, self.size // self.video_downsample, 3
         for layer in self.video_convs:
             layer.build((None, t, s, s, c))
             conv = getattr(layer, "layer", layer)
@@ -112,6 +119,9 @@ class VideoDiscriminator(keras.Model):
 
     def call(self, video, text_embedding, training=None):
         x = ops.cast(video, self.compute_dtype)
+        if self.video_downsample > 1:
+            k = self.video_downsample
+            x = ops.average_pool(x, (1, k, k), (1, k, k), padding="valid")
         for layer in self.video_convs:
             x = ops.leaky_relu(layer(x, training=training), 0.2)
         h = ops.sum(x, axis=(1, 2, 3))  # sum-pool (BigGAN); keeps the scale of evidence
@@ -138,4 +148,4 @@ class VideoDiscriminator(keras.Model):
         return {**super().get_config(), "frames": self.frames, "size": self.size,
                 "text_dim": self.text_dim, "base_width": self.base_width,
                 "max_width": self.max_width, "spectral_norm": self.spectral_norm,
-                "frame_frames": self.frame_frames}
+                "frame_frames": self.frame_frames, "video_downsample": self.video_downsample}
