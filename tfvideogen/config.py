@@ -120,8 +120,9 @@ class TrainConfig:
     # Lazy R1 penalty on real clips (0 = off), applied every `r1_every` D steps.
     r1_gamma: float = 0.0
     r1_every: int = 4
-    # DiffAugment policy for D inputs, e.g. "translation,cutout" ("" = off).
-    augment: str = ""
+    # DiffAugment policy for D inputs, e.g. "translation,cutout" ("" = off). Translation
+    # lifts the default run's caption accuracy from 50% to 75% (README#Quality).
+    augment: str = "translation"
     mixed_precision: str = "float32"
     strategy: str = "default"
     seed: int = 0
@@ -213,8 +214,9 @@ def _tiny() -> ExperimentConfig:
     cfg.model.text_encoder = TextEncoderConfig(embedding_dim=8, hidden_dim=8, output_dim=16)
     cfg.model.generator = GeneratorConfig(z_dim=8, base_width=16, min_width=8, base_frames=1)
     cfg.model.discriminator = DiscriminatorConfig(base_width=8, max_width=16)
+    # No augmentation: its draws are per replica, and tests compare 1 with N replicas.
     cfg.train = TrainConfig(steps=4, batch_size=4, log_every=2, sample_every=4,
-                            checkpoint_every=2, num_samples=2)
+                            checkpoint_every=2, num_samples=2, augment="")
     return cfg
 
 
