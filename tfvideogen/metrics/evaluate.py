@@ -466,7 +466,7 @@ def evaluate(cfg: EvalConfig, source: VideoSource | None = None, log=print) -> d
             "fcd": "Frechet distance (float64) of the classifier's penultimate features; "
                    "not FVD",
         },
-        "classifier": {"path": judge_dir, "heads": {k: list(v) for k, v in heads.items()},
+        "classifier": {"path": judge_dir, "heads": judge_info["heads"],
                        "real_accuracy": judge_info["real_accuracy"],
                        "train_seconds": judge_info["train_seconds"],
                        "config": judge_info["config"]},

@@ -33,7 +33,8 @@ class VideoDiscriminator(keras.Model):
         self.spectral_norm, self.frame_frames = spectral_norm, frame_frames
         if frame_frames < 0 or frame_frames > frames:
             raise ValueError(f"frame_frames must be in [0, frames={frames}], got {frame_frames}")
-        if video_downsample < 1 or size % video_downsample or size // video_downsample < 8:
+        if video_downsample < 1 or (video_downsample > 1 and (
+                size % video_downsample or size // video_downsample < 8)):
             raise ValueError(f"video_downsample must divide size={size} and leave >= 8 pixels, "
                              f"got {video_downsample}")
         self.video_downsample = video_downsample
