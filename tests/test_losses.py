@@ -62,3 +62,20 @@ def test_dispatch_and_unknown_kind():
     assert float(losses.generator_loss("hinge", FAKE)) == float(losses.hinge_generator(FAKE))
     with pytest.raises(ValueError, match="valid: hinge, non_saturating"):
         losses.generator_loss("wasserstein", FAKE)
+
+
+def test_contrastive_by_hand_with_a_repeated_caption():
+    # Rows 0 and 2 share a caption, so each is the other's positive too.
+    s = np.array([[0.5, 0.1, 0.3], [0.0, 0.8, -0.2], [0.2, -0.4, 0.6]], np.float32)
+    pos = np.array([[1, 0, 1], [0, 1, 0], [1, 0, 1]], bool)
+    t = 0.5
+    e = np.exp(s / t)
+    expected = np.mean([-math.log((e[0, 0] + e[0, 2]) / e[0].sum()),
+                        -math.log(e[1, 1] / e[1].sum()),
+                        -math.log((e[2, 0] + e[2, 2]) / e[2].sum())])
+    assert float(losses.contrastive(s, pos, t)) == pytest.approx(expected, rel=1e-6)
+    # Per-head similarities [heads, B, B] average over heads.
+    two = losses.contrastive(np.stack([s, s]), pos, t)
+    assert float(two) == pytest.approx(expected, rel=1e-6)
+    # All captions equal: every column is a positive, nothing to push apart.
+    assert float(losses.contrastive(s, np.ones((3, 3), bool), t)) == pytest.approx(0.0, abs=1e-6)

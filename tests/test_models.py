@@ -90,6 +90,8 @@ def test_discriminator_video_head_on_a_downsampled_clip():
         models.VideoDiscriminator(frames=4, size=16, video_downsample=3)
     with pytest.raises(ValueError, match="leave >= 8 pixels"):
         models.VideoDiscriminator(frames=4, size=16, video_downsample=4)
+    with pytest.raises(ValueError, match="at least 8x8 pixels.*size=4"):
+        models.VideoDiscriminator(frames=4, size=4)
 
 
 def test_discriminator_is_per_sample():

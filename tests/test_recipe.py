@@ -1,5 +1,7 @@
 """The #7 training-recipe pieces: R1, spectral norm, augmentation, MoCoGAN generator."""
 
+import math
+
 import keras
 import numpy as np
 import pytest
@@ -116,3 +118,57 @@ def test_train_step_with_augment_r1_and_downsampled_video_head():
         grads[r1] = [w.numpy() - b for w, b in zip(task.discriminator.trainable_weights, before)]
     # Same init, data and noise: the R1 term alone changes D's update.
     assert any(not np.allclose(a, b) for a, b in zip(grads[False], grads[True]))
+
+
+def test_discriminator_similarity_is_cosine_through_each_heads_projection():
+    from tfvideogen.models.discriminator import VideoDiscriminator
+
+    disc = VideoDiscriminator(frames=4, size=16, text_dim=8, base_width=8, frame_frames=2)
+    video = tf.random.uniform([3, 4, 16, 16, 3], -1, 1)
+    text = tf.random.normal([5, 8])
+    logits, features = disc(video, text[:3], return_features=True)
+    np.testing.assert_allclose(logits.numpy(), disc(video, text[:3]).numpy(), rtol=1e-6)
+    sim = disc.similarity(features, text).numpy()
+    assert sim.shape == (2, 3, 5)
+    h = features[0].numpy()
+    e = disc.video_embed(text).numpy()
+    expected = (h / np.linalg.norm(h, axis=1, keepdims=True)) @ (
+        e / np.linalg.norm(e, axis=1, keepdims=True)).T
+    np.testing.assert_allclose(sim[0], expected, rtol=1e-4, atol=1e-5)
+    assert np.all(np.abs(sim) <= 1 + 1e-5)
+
+
+def test_train_step_with_contrastive_loss_moves_g_towards_its_captions():
+    from tests.conftest import tiny_config
+    from tfvideogen import data
+    from tfvideogen.training import trainer
+
+    batch = next(iter(data.batched(data.load("moving_shapes", frames=4, height=16, width=16), 4)))
+    deltas = {}
+    for weight in (0.0, 1.0):
+        cfg = tiny_config(f"train.contrastive_weight={weight}")
+        keras.utils.set_random_seed(0)
+        task = trainer.build_task(cfg)
+        g_opt = trainer.make_optimizer(1e-3, cfg.train, "g")
+        d_opt = trainer.make_optimizer(1e-3, cfg.train, "d")
+        step_fn = trainer.make_train_step(task, g_opt, d_opt, tf.random.Generator.from_seed(0),
+                                          cfg, tf.distribute.get_strategy())
+        before = [w.numpy().copy() for w in task.generator.trainable_weights]
+        out = {k: float(v) for k, v in step_fn(batch, tf.constant(0, tf.int64)).items()}
+        assert all(np.isfinite(v) for v in out.values())
+        if weight:
+            # Cosines lie in [-1, 1]: 0 < loss <= log(B) + 2 / temperature.
+            for key in ("d_contrastive", "g_contrastive"):
+                assert 0 < out[key] <= math.log(4) + 2 / 0.1
+        else:
+            assert "d_contrastive" not in out
+        deltas[weight] = [w.numpy() - b for w, b in zip(task.generator.trainable_weights, before)]
+    # Same init, data and noise: the contrastive term alone changes G's update.
+    assert any(not np.allclose(a, b) for a, b in zip(deltas[0.0], deltas[1.0]))
+
+
+def test_contrastive_settings_are_validated():
+    from tests.conftest import tiny_config
+
+    with pytest.raises(ValueError, match="contrastive_temperature"):
+        tiny_config("train.contrastive_temperature=0")

@@ -115,6 +115,11 @@ class TrainConfig:
     beta_2: float = 0.999
     # Weight of real-video/mismatched-caption negatives in the D loss (GAN-CLS).
     mismatch_weight: float = 0.5
+    # Video-caption contrastive loss (XMC-GAN) on D's pooled features: D learns it
+    # on real clips, G on its own; each clip is told apart from the batch's other
+    # captions (0 = off).
+    contrastive_weight: float = 0.0
+    contrastive_temperature: float = 0.1
     # 0 disables the generator EMA.
     ema_decay: float = 0.999
     # Lazy R1 penalty on real clips (0 = off), applied every `r1_every` D steps.
@@ -183,6 +188,11 @@ class ExperimentConfig:
             raise ValueError(f"square frames only: data.height={d.height} != data.width={d.width}")
         if not 0.0 <= self.train.ema_decay < 1.0:
             raise ValueError(f"train.ema_decay must be in [0, 1), got {self.train.ema_decay}")
+        if self.train.contrastive_weight < 0 or self.train.contrastive_temperature <= 0:
+            raise ValueError("train.contrastive_weight must be >= 0 and "
+                             "train.contrastive_temperature > 0, got "
+                             f"{self.train.contrastive_weight} and "
+                             f"{self.train.contrastive_temperature}")
         if self.train.r1_every <= 0:
             raise ValueError(f"train.r1_every must be positive, got {self.train.r1_every}")
         _check_choice("model.generator.kind", g.kind, ("conv3d", "mocogan"))

@@ -33,6 +33,9 @@ class VideoDiscriminator(keras.Model):
         self.spectral_norm, self.frame_frames = spectral_norm, frame_frames
         if frame_frames < 0 or frame_frames > frames:
             raise ValueError(f"frame_frames must be in [0, frames={frames}], got {frame_frames}")
+        if size < 8:
+            raise ValueError(f"VideoDiscriminator needs frames of at least 8x8 pixels "
+                             f"(one stride-2 conv before the 4x4 head), got size={size}")
         if video_downsample < 1 or (video_downsample > 1 and (
                 size % video_downsample or size // video_downsample < 8)):
             raise ValueError(f"video_downsample must divide size={size} and leave >= 8 pixels, "
@@ -118,7 +121,9 @@ class VideoDiscriminator(keras.Model):
         return ops.cast(head(h), "float32") + ops.sum(
             h * ops.cast(embed(ops.cast(text, h.dtype)), "float32"), axis=-1, keepdims=True)
 
-    def call(self, video, text_embedding, training=None):
+    def call(self, video, text_embedding, training=None, return_features=False):
+        """Logits [B, heads]; with `return_features`, also the pooled features
+        [heads][B, width] (the frame head's averaged over its frames)."""
         x = ops.cast(video, self.compute_dtype)
         if self.video_downsample > 1:
             k = self.video_downsample
@@ -127,6 +132,7 @@ class VideoDiscriminator(keras.Model):
             x = ops.leaky_relu(layer(x, training=training), 0.2)
         h = ops.sum(x, axis=(1, 2, 3))  # sum-pool (BigGAN); keeps the scale of evidence
         logits = [self._project(h, text_embedding, self.video_head, self.video_embed)]
+        features = [h]
         if self.frame_frames:
             # Evenly spaced frames; the offset is random while training so every
             # frame is seen, fixed otherwise (deterministic scores).
@@ -143,7 +149,28 @@ class VideoDiscriminator(keras.Model):
             lf = self._project(hf, text_rep, self.frame_head, self.frame_embed)
             logits.append(ops.mean(ops.reshape(lf, [-1, self.frame_frames]), axis=1,
                                    keepdims=True))
-        return ops.concatenate(logits, axis=-1)
+            features.append(ops.mean(ops.reshape(
+                hf, [-1, self.frame_frames, hf.shape[-1]]), axis=1))
+        logits = ops.concatenate(logits, axis=-1)
+        return (logits, features) if return_features else logits
+
+    def similarity(self, features, text_embedding):
+        """Cosine similarity of every clip with every caption, per head.
+
+        `features` from `call(..., return_features=True)`, `text_embedding`
+        [N, D] -> float32 [heads, B, N], through each head's projection
+        matrix V (the one in its logit <h, V text>), so the contrastive loss
+        and the projection logit train the same caption space.
+        """
+        embeds = [self.video_embed] + ([self.frame_embed] if self.frame_frames else [])
+        out = []
+        for h, embed in zip(features, embeds):
+            h = ops.cast(h, "float32")
+            e = ops.cast(embed(ops.cast(text_embedding, "float32")), "float32")
+            h = h / ops.sqrt(ops.sum(h * h, axis=-1, keepdims=True) + 1e-12)
+            e = e / ops.sqrt(ops.sum(e * e, axis=-1, keepdims=True) + 1e-12)
+            out.append(ops.matmul(h, ops.transpose(e)))
+        return ops.stack(out)
 
     def get_config(self):
         return {**super().get_config(), "frames": self.frames, "size": self.size,

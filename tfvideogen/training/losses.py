@@ -81,3 +81,23 @@ def r1_penalty(real_grads, gamma: float) -> tf.Tensor:
     g = _f32(real_grads)
     per_sample = tf.reduce_sum(tf.reshape(g * g, [tf.shape(g)[0], -1]), axis=1)
     return 0.5 * gamma * tf.reduce_mean(per_sample)
+
+
+def contrastive(similarity, positives, temperature: float = 0.1) -> tf.Tensor:
+    """Video-to-caption contrastive loss (XMC-GAN, Zhang et al. 2021), multi-positive.
+
+    `similarity` [B, B] or [heads, B, B]: cosine similarity of clip i (rows) and
+    caption j (columns); `positives` bool [B, B]: caption j is clip i's caption
+    (True on the diagonal, and wherever two clips share a caption). Per row:
+    -log(sum_{j pos} exp(s_ij / t) / sum_j exp(s_ij / t)), averaged over rows
+    (and heads). It pushes each clip towards its own caption and away from the
+    batch's other captions, which the per-pair projection logit only does for
+    one wrong caption at a time.
+    """
+    s = _f32(similarity) / temperature
+    pos = tf.cast(positives, tf.bool)
+    if len(s.shape) == 3:
+        pos = tf.broadcast_to(pos[None], tf.shape(s))
+    log_all = tf.reduce_logsumexp(s, axis=-1)
+    log_pos = tf.reduce_logsumexp(tf.where(pos, s, tf.fill(tf.shape(s), -1e9)), axis=-1)
+    return tf.reduce_mean(log_all - log_pos)

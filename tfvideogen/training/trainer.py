@@ -289,7 +289,8 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
     indexed noise, augmentation seeds), `stop` an optional bool: this worker
     wants to stop; `r1` (Python bool, one trace each) adds the lazy R1
     penalty to this step's D loss. Returns float32
-    scalars averaged over replicas: d_loss, g_loss, real_logit, fake_logit,
+    scalars averaged over replicas: d_loss, g_loss, real_logit, fake_logit
+    (d_contrastive and g_contrastive when `train.contrastive_weight` > 0),
     and `stop` (> 0 when any worker asked to stop: all stop at the same step).
 
     D sees real clips with their captions (positives), generated clips and
@@ -329,16 +330,23 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
         video, captions = batch["video"], batch["caption"]
         z = noise(tf.shape(video)[0], step)
         mismatch_mask = tf.not_equal(captions, tf.roll(captions, shift=1, axis=0))
+        same_caption = tf.equal(captions[:, None], captions[None, :])
         # Stateless augmentation seeds: a function of (seed, replica, step), so a
         # resumed run augments exactly as an uninterrupted one.
         replica = tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group, tf.int64)
         aug_seed = tf.stack([tf.constant(t.seed, tf.int64) * 65537 + replica, step])
-        out = core(video, text_inputs(captions), mismatch_mask, z, aug_seed, r1)
+        out = core(video, text_inputs(captions), mismatch_mask, same_caption, z, aug_seed, r1)
         return {**out, "stop": tf.cast(stop, tf.float32)}
 
     grads = embedding_gradients(t.embedding_grads)
 
-    def update(video, text, mismatch_mask, z, aug_seed, r1: bool):
+    contrast = t.contrastive_weight > 0
+
+    def contrastive(features, emb, same_caption):
+        return losses.contrastive(disc.similarity(features, emb), same_caption,
+                                  t.contrastive_temperature)
+
+    def update(video, text, mismatch_mask, same_caption, z, aug_seed, r1: bool):
         d_vars = disc.trainable_variables + enc.trainable_variables
         g_vars = gen.trainable_variables
         with tf.GradientTape() as d_tape:
@@ -352,12 +360,18 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
             wrong = tf.roll(emb, shift=1, axis=0)
             # One D pass over [real; fake; real-with-wrong-caption]: D is per-sample.
             clips = tf.concat([video, tf.stop_gradient(tf.cast(fake, video.dtype)), video], 0)
-            logits = disc(d_input(clips, tf.random.experimental.stateless_fold_in(aug_seed, 0)),
-                          tf.concat([emb, emb, wrong], 0), training=True)
+            logits, features = disc(
+                d_input(clips, tf.random.experimental.stateless_fold_in(aug_seed, 0)),
+                tf.concat([emb, emb, wrong], 0), training=True, return_features=True)
             real_l, fake_l, mis_l = tf.split(logits, 3, axis=0)
             d_loss = losses.discriminator_loss(t.loss, real_l, fake_l, mis_l, mismatch_mask,
                                                t.mismatch_weight)
             d_obj = d_loss
+            d_con = tf.zeros([])
+            if contrast:
+                n = tf.shape(video)[0]
+                d_con = contrastive([f[:n] for f in features], emb, same_caption)
+                d_obj += t.contrastive_weight * d_con
             if r1:
                 # Lazy R1 (StyleGAN2): every r1_every-th step, weighted by r1_every.
                 with tf.GradientTape() as r1_tape:
@@ -373,14 +387,23 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
 
         with g_tape:
             g_in = d_input(fake, tf.random.experimental.stateless_fold_in(aug_seed, 1))
-            g_loss = losses.generator_loss(t.loss, disc(g_in, cond, training=True))
-            g_obj = g_loss / replicas
+            g_logits, g_features = disc(g_in, cond, training=True, return_features=True)
+            g_loss = losses.generator_loss(t.loss, g_logits)
+            g_obj = g_loss
+            g_con = tf.zeros([])
+            if contrast:
+                g_con = contrastive(g_features, cond, same_caption)
+                g_obj += t.contrastive_weight * g_con
+            g_obj = g_obj / replicas
             if scaled:
                 g_obj = g_opt.scale_loss(g_obj)
         g_opt.apply(grads(g_tape.gradient(g_obj, g_vars)), g_vars)
-        return {"d_loss": d_loss, "g_loss": g_loss,
-                "real_logit": tf.reduce_mean(tf.cast(real_l, tf.float32)),
-                "fake_logit": tf.reduce_mean(tf.cast(fake_l, tf.float32))}
+        out = {"d_loss": d_loss, "g_loss": g_loss,
+               "real_logit": tf.reduce_mean(tf.cast(real_l, tf.float32)),
+               "fake_logit": tf.reduce_mean(tf.cast(fake_l, tf.float32))}
+        if contrast:
+            out.update(d_contrastive=d_con, g_contrastive=g_con)
+        return out
 
     # A nested tf.function only for XLA: plain (inlined) otherwise, since
     # MirroredStrategy's merge_call cannot run inside a nested function.
