@@ -101,6 +101,9 @@ def test_eval_config_validation():
         evaluate_lib.EvalConfig(model_dir="a", num_samples=0).validate()
     with pytest.raises(ValueError, match="fvd_splits"):
         evaluate_lib.EvalConfig(model_dir="a", fvd=True, splits=("heldout",)).validate()
+    with pytest.raises(ValueError, match="use_ema=False needs model_dir"):
+        evaluate_lib.EvalConfig(saved_model="b", out_dir="o", dataset="moving_shapes",
+                                use_ema=False).validate()
     evaluate_lib.EvalConfig(model_dir="a").validate()
 
 
@@ -212,6 +215,16 @@ def test_saved_model_gives_the_same_numbers_as_the_run(run_metrics, tiny_run_dir
         assert a["frechet_classifier_distance"] == pytest.approx(
             b["frechet_classifier_distance"], rel=1e-5)
         assert a["diversity"]["mean_ratio"] == pytest.approx(b["diversity"]["mean_ratio"])
+
+
+def test_run_source_judges_the_raw_generator_on_request(tiny_run_dir):
+    ema = evaluate_lib.RunSource(tiny_run_dir)
+    raw = evaluate_lib.RunSource(tiny_run_dir, use_ema=False)
+    assert (ema.describe()["generator"], raw.describe()["generator"]) == ("ema", "generator")
+    captions, seeds = ["a red square is moving up and down"] * 2, np.array([3, 4])
+    np.testing.assert_array_equal(raw.generate(captions, seeds),
+                                  raw.task.generate(captions, seeds, use_ema=False))
+    assert not np.array_equal(raw.generate(captions, seeds), ema.generate(captions, seeds))
 
 
 def test_saved_model_source_rejects_other_contracts(tmp_path):

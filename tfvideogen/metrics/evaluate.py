@@ -65,6 +65,9 @@ class EvalConfig:
     model_dir: str = ""
     saved_model: str = ""
     checkpoint: str = ""
+    # Runs only: judge the EMA generator (what samples and exports use) or, with
+    # False, the raw one - EMA on/off from one training run.
+    use_ema: bool = True
     out_dir: str = ""
     # Required with `saved_model`; overrides the run's dataset otherwise.
     dataset: str = ""
@@ -98,6 +101,8 @@ class EvalConfig:
             raise ValueError("give exactly one of model_dir (a training run) or saved_model")
         if self.saved_model and not self.out_dir:
             raise ValueError("out_dir is required with saved_model")
+        if self.saved_model and not self.use_ema:
+            raise ValueError("use_ema=False needs model_dir: a SavedModel holds one generator")
         if self.saved_model and not self.dataset:
             raise ValueError("dataset is required with saved_model (the SavedModel does not "
                              "record what it was trained on)")
@@ -139,7 +144,8 @@ class VideoSource(Protocol):
 class RunSource:
     """A training run, restored with `tfvideogen.training.load_task` (float32 policy)."""
 
-    def __init__(self, model_dir: str, checkpoint: str = "", batch_size: int = 32):
+    def __init__(self, model_dir: str, checkpoint: str = "", batch_size: int = 32,
+                 use_ema: bool = True):
         import keras
 
         from tfvideogen import training
@@ -152,19 +158,21 @@ class RunSource:
         finally:
             keras.mixed_precision.set_global_policy(previous)
         self.model_dir, self.checkpoint, self.batch_size = model_dir, checkpoint, batch_size
+        # Without an EMA generator (train.ema_decay=0) there is only the raw one.
+        self.use_ema = use_ema and self.task.ema_generator is not None
         self.video_shape = tuple(self.task.video_shape)
 
     def generate(self, captions: Sequence[str], seeds: np.ndarray) -> np.ndarray:
         seeds = np.asarray(seeds, np.int64)
         out = [self.task.generate(list(captions[i:i + self.batch_size]),
-                                  seed=seeds[i:i + self.batch_size])
+                                  seed=seeds[i:i + self.batch_size], use_ema=self.use_ema)
                for i in range(0, len(captions), self.batch_size)]
         return np.concatenate(out)
 
     def describe(self) -> dict:
         return {"kind": "run", "path": self.model_dir, "step": self.step,
                 "checkpoint": self.checkpoint or "latest",
-                "generator": "ema" if self.task.ema_generator is not None else "generator"}
+                "generator": "ema" if self.use_ema else "generator"}
 
 
 def resolve_saved_model(path: str) -> str:
@@ -355,7 +363,8 @@ def evaluate(cfg: EvalConfig, source: VideoSource | None = None, log=print) -> d
     cfg.validate()
     t_start = time.perf_counter()
     if source is None:
-        source = (RunSource(cfg.model_dir, cfg.checkpoint, cfg.batch_size) if cfg.model_dir
+        source = (RunSource(cfg.model_dir, cfg.checkpoint, cfg.batch_size, cfg.use_ema)
+                  if cfg.model_dir
                   else SavedModelSource(cfg.saved_model, cfg.batch_size))
     run_cfg = getattr(source, "cfg", None)
     name = cfg.dataset or (run_cfg.data.name if run_cfg is not None else "")
@@ -374,8 +383,9 @@ def evaluate(cfg: EvalConfig, source: VideoSource | None = None, log=print) -> d
     elif name == "bouncing_digits":
         options = {"mnist_path": options["mnist_path"]}
     frames, height, width, _ = source.video_shape
-    out_dir = cfg.out_dir or os.path.join(cfg.model_dir, "eval",
-                                          f"step_{getattr(source, 'step', 0):06d}")
+    raw = bool(cfg.model_dir) and not cfg.use_ema
+    out_dir = cfg.out_dir or os.path.join(
+        cfg.model_dir, "eval", f"step_{getattr(source, 'step', 0):06d}" + ("_raw" if raw else ""))
     tf.io.gfile.makedirs(out_dir)
     timings: dict[str, float] = {}
 
@@ -478,7 +488,8 @@ def evaluate(cfg: EvalConfig, source: VideoSource | None = None, log=print) -> d
     metrics["samples"] = write_sample_grid(source, grid_captions, cfg.grid_seeds,
                                            os.path.join(out_dir, SAMPLES_FILE))
     logs_dir = cfg.logs_dir or (os.path.join(cfg.model_dir, "logs") if cfg.model_dir else "")
-    if cfg.model_dir and cfg.write_summaries and not cfg.logs_dir:
+    # The curves in logs/eval follow the EMA generator (the one samples and exports use).
+    if cfg.model_dir and cfg.write_summaries and not cfg.logs_dir and not raw:
         write_eval_summaries(os.path.join(logs_dir, "eval"), metrics, getattr(source, "step", 0))
     metrics["curves"] = None
     if logs_dir:
