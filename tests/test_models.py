@@ -63,12 +63,18 @@ def test_generator_rejects_bad_sizes():
         models.VideoGenerator(upsampling="bicubic")
 
 
-@pytest.mark.parametrize("frame_frames, sn", [(0, False), (2, True)])
-def test_discriminator_heads(frame_frames, sn):
+@pytest.mark.parametrize("frame_frames, sn, stem", [(0, False, 0), (2, True, 0), (2, False, 5)])
+def test_discriminator_heads(frame_frames, sn, stem):
     d = models.VideoDiscriminator(frames=4, size=16, text_dim=6, base_width=8, max_width=16,
-                                  spectral_norm=sn, frame_frames=frame_frames)
+                                  spectral_norm=sn, frame_frames=frame_frames, frame_stem=stem)
     logits = d(tf.random.normal([5, 4, 16, 16, 3]), tf.random.normal([5, 6]))
     assert logits.shape == (5, 2 if frame_frames else 1) and logits.dtype == tf.float32
+    if stem:
+        # The stem is a stride-1 full-resolution conv feeding the first stride-2 layer.
+        assert d.f_stem.kernel.shape == (3, 3, 3, stem)
+        assert d.frame_convs[0].kernel.shape[2] == stem
+    with pytest.raises(ValueError, match="frame_stem"):
+        models.VideoDiscriminator(frames=4, size=16, frame_stem=4)
 
 
 def test_discriminator_video_head_on_a_downsampled_clip():
@@ -120,7 +126,8 @@ def test_conditional_norm_identity_at_init_and_per_sample():
     lambda: models.VideoGenerator(frames=4, size=16, z_dim=4, text_dim=5, base_width=8,
                                   min_width=4, base_frames=1, upsampling="nearest"),
     lambda: models.VideoDiscriminator(frames=4, size=16, text_dim=5, base_width=4, max_width=8,
-                                      spectral_norm=True, frame_frames=2, video_downsample=2),
+                                      spectral_norm=True, frame_frames=2, video_downsample=2,
+                                      frame_stem=3),
     lambda: layers.ConditionalNorm(3, epsilon=1e-3),
 ])
 def test_config_round_trip(make):

@@ -94,6 +94,8 @@ class DiscriminatorConfig:
     frame_frames: int = 4
     # Spatial average-pooling factor of the video head's input (DVD-GAN: 2).
     video_downsample: int = 1
+    # Width of a stride-1 full-resolution conv opening the frame head (0 = none).
+    frame_stem: int = 0
 
 
 @dataclasses.dataclass

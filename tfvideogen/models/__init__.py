@@ -61,7 +61,8 @@ def build_task(cfg: ModelConfig, vocabulary: Sequence[str], frames: int, size: i
                                        base_width=d.base_width, max_width=d.max_width,
                                        spectral_norm=d.spectral_norm,
                                        frame_frames=d.frame_frames,
-                                       video_downsample=d.video_downsample, name="discriminator")
+                                       video_downsample=d.video_downsample,
+                                       frame_stem=d.frame_stem, name="discriminator")
     task = TextToVideo(encoder, generator, discriminator, ema_generator, name="text_to_video")
     task.build()
     if ema_generator is not None:

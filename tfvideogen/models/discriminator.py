@@ -19,14 +19,17 @@ class VideoDiscriminator(keras.Model):
     shapes, DVD-GAN/MoCoGAN style). With `video_downsample` = k > 1 the
     video head sees the clip average-pooled k x k in space (DVD-GAN's temporal
     discriminator): motion at 1/k^2 of the 3D-conv cost, detail left to the
-    frame head. Each head is conditioned by projection
+    frame head. `frame_stem` = n > 0 opens the frame head with a stride-1 3x3
+    conv of width n at full resolution, so corners are seen before the first
+    stride-2 layer. Each head is conditioned by projection
     (Miyato & Koyama 2018): logit = w.h + <h, V text>, so a real clip with a
     wrong caption can be scored as fake.
     """
 
     def __init__(self, frames: int = 16, size: int = 32, text_dim: int = 128,
                  base_width: int = 32, max_width: int = 256, spectral_norm: bool = False,
-                 frame_frames: int = 0, video_downsample: int = 1, **kwargs):
+                 frame_frames: int = 0, video_downsample: int = 1, frame_stem: int = 0,
+                 **kwargs):
         super().__init__(**kwargs)
         self.frames, self.size, self.text_dim = frames, size, text_dim
         self.base_width, self.max_width = base_width, max_width
@@ -41,6 +44,10 @@ class VideoDiscriminator(keras.Model):
             raise ValueError(f"video_downsample must divide size={size} and leave >= 8 pixels, "
                              f"got {video_downsample}")
         self.video_downsample = video_downsample
+        if frame_stem < 0 or (frame_stem and not frame_frames):
+            raise ValueError(f"frame_stem must be >= 0 and needs frame_frames > 0, got "
+                             f"frame_stem={frame_stem}, frame_frames={frame_frames}")
+        self.frame_stem = frame_stem
 
         self.seed_generator = keras.random.SeedGenerator(0, name="frame_sampler")
 
@@ -68,6 +75,11 @@ class VideoDiscriminator(keras.Model):
             keras.layers.Dense(self.video_width, use_bias=False, name="v_proj", dtype="float32"),
             spectral_norm)
         if frame_frames:
+            if frame_stem:
+                # A stride-1 conv at full resolution: edges and corners are seen before
+                # the first stride-2 layer halves the frame.
+                self.f_stem = maybe_spectral(keras.layers.Conv2D(
+                    frame_stem, 3, padding="same", name="f_stem"), spectral_norm)
             for i, layer in enumerate(stack(keras.layers.Conv2D, False, "f", size)):
                 setattr(self, f"f{i}", layer)
             self.frame_width = self._out_width(len(self.frame_convs))
@@ -109,6 +121,9 @@ class VideoDiscriminator(keras.Model):
         self.video_embed.build((None, self.text_dim))
         if self.frame_frames:
             s, c = self.size, 3
+            if self.frame_stem:
+                self.f_stem.build((None, s, s, c))
+                c = self.frame_stem
             for layer in self.frame_convs:
                 layer.build((None, s, s, c))
                 s, c = s // 2, getattr(layer, "layer", layer).filters
@@ -142,6 +157,8 @@ class VideoDiscriminator(keras.Model):
             idx = offset + ops.arange(self.frame_frames) * stride
             frames = ops.take(ops.cast(video, self.compute_dtype), idx, axis=1)
             f = ops.reshape(frames, [-1, self.size, self.size, 3])
+            if self.frame_stem:
+                f = ops.leaky_relu(self.f_stem(f, training=training), 0.2)
             for layer in self.frame_convs:
                 f = ops.leaky_relu(layer(f, training=training), 0.2)
             hf = ops.sum(f, axis=(1, 2))
@@ -176,4 +193,5 @@ class VideoDiscriminator(keras.Model):
         return {**super().get_config(), "frames": self.frames, "size": self.size,
                 "text_dim": self.text_dim, "base_width": self.base_width,
                 "max_width": self.max_width, "spectral_norm": self.spectral_norm,
-                "frame_frames": self.frame_frames, "video_downsample": self.video_downsample}
+                "frame_frames": self.frame_frames, "video_downsample": self.video_downsample,
+                "frame_stem": self.frame_stem}
