@@ -96,22 +96,33 @@ def test_mocogan_generator_contract_and_round_trip():
     assert clone.get_config() == g.get_config()
 
 
+def _seeded_step(cfg):
+    """Task (seed 0 init) and its train step, with fixed noise: one knob differs per call."""
+    from tfvideogen.training import trainer
+
+    keras.utils.set_random_seed(0)
+    task = trainer.build_task(cfg)
+    g_opt = trainer.make_optimizer(1e-3, cfg.train, "g")
+    d_opt = trainer.make_optimizer(1e-3, cfg.train, "d")
+    return task, trainer.make_train_step(task, g_opt, d_opt, tf.random.Generator.from_seed(0),
+                                         cfg, tf.distribute.get_strategy())
+
+
+def _tiny_batch():
+    from tfvideogen import data
+
+    return next(iter(data.batched(data.load("moving_shapes", frames=4, height=16, width=16), 4)))
+
+
 def test_train_step_with_augment_r1_and_downsampled_video_head():
     from tests.conftest import tiny_config
-    from tfvideogen import data
-    from tfvideogen.training import trainer
 
     cfg = tiny_config("train.augment=translation,cutout", "train.r1_gamma=10",
                       "model.discriminator.video_downsample=2")
-    batch = next(iter(data.batched(data.load("moving_shapes", frames=4, height=16, width=16), 4)))
+    batch = _tiny_batch()
     grads = {}
     for r1 in (False, True):
-        keras.utils.set_random_seed(0)
-        task = trainer.build_task(cfg)
-        g_opt = trainer.make_optimizer(1e-3, cfg.train, "g")
-        d_opt = trainer.make_optimizer(1e-3, cfg.train, "d")
-        step_fn = trainer.make_train_step(task, g_opt, d_opt, tf.random.Generator.from_seed(0),
-                                          cfg, tf.distribute.get_strategy())
+        task, step_fn = _seeded_step(cfg)
         before = [w.numpy().copy() for w in task.discriminator.trainable_weights]
         out = step_fn(batch, tf.constant(0, tf.int64), r1=r1)
         assert all(np.isfinite(float(v)) for v in out.values())
@@ -140,19 +151,11 @@ def test_discriminator_similarity_is_cosine_through_each_heads_projection():
 
 def test_train_step_with_contrastive_loss_moves_g_towards_its_captions():
     from tests.conftest import tiny_config
-    from tfvideogen import data
-    from tfvideogen.training import trainer
 
-    batch = next(iter(data.batched(data.load("moving_shapes", frames=4, height=16, width=16), 4)))
+    batch = _tiny_batch()
     deltas = {}
     for weight in (0.0, 1.0):
-        cfg = tiny_config(f"train.contrastive_weight={weight}")
-        keras.utils.set_random_seed(0)
-        task = trainer.build_task(cfg)
-        g_opt = trainer.make_optimizer(1e-3, cfg.train, "g")
-        d_opt = trainer.make_optimizer(1e-3, cfg.train, "d")
-        step_fn = trainer.make_train_step(task, g_opt, d_opt, tf.random.Generator.from_seed(0),
-                                          cfg, tf.distribute.get_strategy())
+        task, step_fn = _seeded_step(tiny_config(f"train.contrastive_weight={weight}"))
         before = [w.numpy().copy() for w in task.generator.trainable_weights]
         out = {k: float(v) for k, v in step_fn(batch, tf.constant(0, tf.int64)).items()}
         assert all(np.isfinite(v) for v in out.values())
