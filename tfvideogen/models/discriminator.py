@@ -182,10 +182,9 @@ class VideoDiscriminator(keras.Model):
         embeds = [self.video_embed] + ([self.frame_embed] if self.frame_frames else [])
         out = []
         for h, embed in zip(features, embeds):
-            h = ops.cast(h, "float32")
-            e = ops.cast(embed(ops.cast(text_embedding, "float32")), "float32")
-            h = h / ops.sqrt(ops.sum(h * h, axis=-1, keepdims=True) + 1e-12)
-            e = e / ops.sqrt(ops.sum(e * e, axis=-1, keepdims=True) + 1e-12)
+            h = ops.normalize(ops.cast(h, "float32"), axis=-1)
+            e = ops.normalize(ops.cast(embed(ops.cast(text_embedding, "float32")), "float32"),
+                              axis=-1)
             out.append(ops.matmul(h, ops.transpose(e)))
         return ops.stack(out)
 

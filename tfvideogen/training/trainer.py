@@ -367,11 +367,12 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
             d_loss = losses.discriminator_loss(t.loss, real_l, fake_l, mis_l, mismatch_mask,
                                                t.mismatch_weight)
             d_obj = d_loss
-            d_con = tf.zeros([])
+            extra = {}
             if contrast:
                 n = tf.shape(video)[0]
-                d_con = contrastive([f[:n] for f in features], emb, same_caption)
-                d_obj += t.contrastive_weight * d_con
+                extra["d_contrastive"] = contrastive([f[:n] for f in features], emb,
+                                                     same_caption)
+                d_obj += t.contrastive_weight * extra["d_contrastive"]
             if r1:
                 # Lazy R1 (StyleGAN2): every r1_every-th step, weighted by r1_every.
                 with tf.GradientTape() as r1_tape:
@@ -390,20 +391,16 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
             g_logits, g_features = disc(g_in, cond, training=True, return_features=True)
             g_loss = losses.generator_loss(t.loss, g_logits)
             g_obj = g_loss
-            g_con = tf.zeros([])
             if contrast:
-                g_con = contrastive(g_features, cond, same_caption)
-                g_obj += t.contrastive_weight * g_con
+                extra["g_contrastive"] = contrastive(g_features, cond, same_caption)
+                g_obj += t.contrastive_weight * extra["g_contrastive"]
             g_obj = g_obj / replicas
             if scaled:
                 g_obj = g_opt.scale_loss(g_obj)
         g_opt.apply(grads(g_tape.gradient(g_obj, g_vars)), g_vars)
-        out = {"d_loss": d_loss, "g_loss": g_loss,
-               "real_logit": tf.reduce_mean(tf.cast(real_l, tf.float32)),
-               "fake_logit": tf.reduce_mean(tf.cast(fake_l, tf.float32))}
-        if contrast:
-            out.update(d_contrastive=d_con, g_contrastive=g_con)
-        return out
+        return {"d_loss": d_loss, "g_loss": g_loss,
+                "real_logit": tf.reduce_mean(tf.cast(real_l, tf.float32)),
+                "fake_logit": tf.reduce_mean(tf.cast(fake_l, tf.float32)), **extra}
 
     # A nested tf.function only for XLA: plain (inlined) otherwise, since
     # MirroredStrategy's merge_call cannot run inside a nested function.
