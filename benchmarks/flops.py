@@ -10,6 +10,8 @@ recorded call:
 
 - Conv (N-D): 2 * output elements * (kernel volume * input channels)
 - ConvTranspose: 2 * input elements * (kernel volume * output channels)
+- NearestUpConv3D: as the transposed conv it runs (4x4x4, or 3x4x4 without time
+  upsampling), not as the 3x3x3 conv on the upsampled input it equals
 - Dense: 2 * rows * input units * output units
 
 A train step (trainer.make_train_step) costs, for a global batch B:
@@ -44,10 +46,14 @@ def layer_flops(layer, input_shape: tuple[int, ...], output_shape: tuple[int, ..
     """Forward FLOPs of one call of `layer` (0 for layers that are not counted)."""
     import keras
 
+    from tfvideogen.models.layers import NearestUpConv3D
+
     kind = type(layer)
     if issubclass(kind, keras.layers.Dense):
         rows = math.prod(input_shape[:-1])
         return 2 * rows * input_shape[-1] * layer.units
+    if issubclass(kind, NearestUpConv3D):  # runs as a folded 4x4x4 (3x4x4) transposed conv
+        return 2 * math.prod(input_shape) * (4 if layer.time else 3) * 16 * layer.filters
     if issubclass(kind, (keras.layers.Conv3DTranspose, keras.layers.Conv2DTranspose)):
         return 2 * math.prod(input_shape) * math.prod(layer.kernel_size) * layer.filters
     if issubclass(kind, (keras.layers.Conv3D, keras.layers.Conv2D)):

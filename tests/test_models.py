@@ -120,7 +120,24 @@ def test_conditional_norm_identity_at_init_and_per_sample():
     np.testing.assert_allclose(y0, y[:1], atol=1e-5)
 
 
+@pytest.mark.parametrize("time", [True, False])
+def test_nearest_up_conv_equals_upsample_then_conv(time):
+    up = layers.NearestUpConv3D(5, time=time, bias_initializer="random_normal")
+    x = tf.random.normal([2, 3, 4, 6, 7])
+    y = up(x).numpy()
+    repeated = x
+    for axis in ((1, 2, 3) if time else (2, 3)):
+        repeated = tf.repeat(repeated, 2, axis=axis)
+    # The two-step form it replaces, with the same kernel and bias; zero padding
+    # at every border must match too.
+    ref = tf.nn.conv3d(repeated, up.kernel, [1] * 5, "SAME") + up.bias
+    assert y.shape == (2, 6 if time else 3, 8, 12, 5) == up.compute_output_shape(x.shape)
+    np.testing.assert_allclose(y, ref.numpy(), atol=1e-4)
+    assert tuple(up.kernel.shape) == (3, 3, 3, 7, 5)
+
+
 @pytest.mark.parametrize("make", [
+    lambda: layers.NearestUpConv3D(4, time=False, name="up"),
     lambda: models.TextEncoder(["x", "y"], max_tokens=4, embedding_dim=3, hidden_dim=2,
                                output_dim=5, name="enc"),
     lambda: models.VideoGenerator(frames=4, size=16, z_dim=4, text_dim=5, base_width=8,

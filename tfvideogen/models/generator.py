@@ -7,7 +7,7 @@ import math
 import keras
 from keras import ops
 
-from tfvideogen.models.layers import PACKAGE, ConditionalNorm, upsample_nearest
+from tfvideogen.models.layers import PACKAGE, ConditionalNorm, NearestUpConv3D
 
 UPSAMPLING = ("transpose", "nearest")
 
@@ -30,8 +30,9 @@ class VideoGenerator(keras.Model):
     base_size, base_width] map, then upsampled x2 per block (time too, until
     `frames`); every block is conv -> per-sample norm with FiLM(c) -> ReLU,
     so the caption modulates every resolution. `upsampling="transpose"` uses
-    a 4x4x4 stride-2 transposed conv (cheap); `"nearest"` uses nearest
-    upsampling + a 3x3x3 conv (no checkerboard, ~3x the FLOPs). A final
+    a 4x4x4 stride-2 transposed conv (cheap); `"nearest"` is nearest
+    upsampling + a 3x3x3 conv (no checkerboard), computed as one folded
+    transposed conv (`NearestUpConv3D`, same FLOPs as "transpose"). A final
     full-resolution 3x3x3 conv maps to RGB.
     """
 
@@ -66,7 +67,7 @@ class VideoGenerator(keras.Model):
                 conv = keras.layers.Conv3DTranspose(width, kernel, strides, padding="same",
                                                     name=f"up{i}")
             else:
-                conv = keras.layers.Conv3D(width, 3, padding="same", name=f"up{i}")
+                conv = NearestUpConv3D(width, time=self.time_up[i], name=f"up{i}")
             setattr(self, f"up{i}", conv)
             setattr(self, f"norm{i}", ConditionalNorm(width, name=f"norm{i}"))
         self.to_rgb = keras.layers.Conv3D(3, 3, padding="same", name="to_rgb")
@@ -84,11 +85,8 @@ class VideoGenerator(keras.Model):
         t, s = self.base_frames, self.base_size
         for i, (conv, norm) in enumerate(self.blocks):
             t, s = t * (2 if self.time_up[i] else 1), s * 2
-            in_shape = (None, t, s, s, self.widths[i])
-            if self.upsampling == "transpose":
-                in_shape = (None, t // (2 if self.time_up[i] else 1), s // 2, s // 2,
-                            self.widths[i])
-            conv.build(in_shape)
+            conv.build((None, t // (2 if self.time_up[i] else 1), s // 2, s // 2,
+                        self.widths[i]))
             norm.build(None, cond)
         self.to_rgb.build((None, t, s, s, self.widths[-1]))
         self.built = True
@@ -100,9 +98,7 @@ class VideoGenerator(keras.Model):
         x = ops.reshape(x, [-1, self.base_frames, self.base_size, self.base_size,
                             self.widths[0]])
         x = ops.relu(self.stem_norm(x, cond))
-        for i, (conv, norm) in enumerate(self.blocks):
-            if self.upsampling == "nearest":
-                x = upsample_nearest(x, time=self.time_up[i])
+        for conv, norm in self.blocks:
             x = ops.relu(norm(conv(x), cond))
         return self.out(self.to_rgb(x))
 

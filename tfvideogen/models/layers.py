@@ -48,16 +48,53 @@ class ConditionalNorm(keras.layers.Layer):
         return {**super().get_config(), "channels": self.channels, "epsilon": self.epsilon}
 
 
-def upsample_nearest(x, time: bool):
-    """Nearest-neighbour x2 upsampling of [B,T,H,W,C] (H, W, and T if `time`).
+# Nearest x2 upsampling followed by a 3-tap "same" conv reads, for each output
+# position, only 2 distinct inputs: output 2m sees (x[m-1], x[m], x[m]) and 2m+1
+# sees (x[m], x[m], x[m+1]). So the 3 taps fold into a 4-tap stride-2 transposed
+# conv kernel; rows are the 4 taps, columns the 3 (conv_transpose flips them).
+_FOLD_UP = ((0.0, 0.0, 1.0), (0.0, 1.0, 1.0), (1.0, 1.0, 0.0), (1.0, 0.0, 0.0))
+# A stride-1 axis: the flipped 3-tap kernel.
+_FOLD_KEEP = ((0.0, 0.0, 1.0), (0.0, 1.0, 0.0), (1.0, 0.0, 0.0))
 
-    Built from repeats (reshape + tile), which convert to TFLite builtins.
+
+@keras.saving.register_keras_serializable(PACKAGE)
+class NearestUpConv3D(keras.layers.Conv3D):
+    """`Conv3D(3, padding="same")` applied to `upsample_nearest(x, time)`, in one op.
+
+    `x` [B, T, H, W, Cin] -> [B, 2T or T, 2H, 2W, filters]. Same variables (a
+    [3, 3, 3, Cin, filters] kernel and a bias) and the same output as the two-step
+    form up to float rounding, but computed as a stride-2 transposed conv with a
+    folded 4x4x4 kernel: 8 taps per output voxel instead of 27 (12 without time
+    upsampling), and no upsampled copy of the input in memory.
     """
-    _, t, h, w, c = x.shape
-    for axis in ((1, 2, 3) if time else (2, 3)):
-        x = ops.repeat(x, 2, axis=axis)
-    # A static-shape reshape: keeps the frame size known through TFLite conversion.
-    return ops.reshape(x, [-1, t * 2 if time else t, h * 2, w * 2, c])
+
+    def __init__(self, filters: int, time: bool = True, **kwargs):
+        for fixed in ("kernel_size", "strides", "padding"):
+            kwargs.pop(fixed, None)  # from get_config; fixed by construction
+        super().__init__(filters, 3, padding="same", **kwargs)
+        self.time = time
+
+    def call(self, x):
+        kernel = ops.cast(self.kernel, self.compute_dtype)
+        fold_t = ops.convert_to_tensor(_FOLD_UP if self.time else _FOLD_KEEP, kernel.dtype)
+        fold = ops.convert_to_tensor(_FOLD_UP, kernel.dtype)
+        # [3,3,3,Cin,Cout] -> [4|3,4,4,Cout,Cin], the layout conv_transpose wants.
+        folded = ops.einsum("ai,bj,ck,ijkmn->abcnm", fold_t, fold, fold, kernel)
+        y = ops.conv_transpose(x, folded, strides=(2 if self.time else 1, 2, 2), padding="same")
+        if self.use_bias:
+            y = y + ops.cast(self.bias, y.dtype)
+        return y
+
+    def compute_output_shape(self, input_shape):
+        b, t, h, w, _ = input_shape
+
+        def up(n, k=2):
+            return None if n is None else n * k
+
+        return (b, up(t, 2 if self.time else 1), up(h), up(w), self.filters)
+
+    def get_config(self):
+        return {**super().get_config(), "time": self.time}
 
 
 def maybe_spectral(layer: keras.layers.Layer, enabled: bool) -> keras.layers.Layer:
