@@ -49,10 +49,13 @@ def test_bad_overrides_name_the_problem(override, message):
     ("data.width=64", "square frames"),
     ("train.batch_size=0", "batch_size must be positive"),
     ("data.num_objects=3", "num_objects"),
+    ("model.generator.output_activation=relu", "output_activation='relu' is not one of tanh"),
+    ("model.generator.kind=mocogan model.generator.output_activation=clip", "=clip needs"),
+    ("model.text_encoder.pooling=max", "model.text_encoder.pooling='max' is not one of gru, mean"),
 ])
 def test_validate_rejects_inconsistent_configs(override, message):
     with pytest.raises(ValueError, match=message):
-        config_lib.resolve("default", "", [override])
+        config_lib.resolve("default", "", override.split())
 
 
 def test_unknown_experiment_lists_choices():

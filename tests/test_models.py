@@ -44,6 +44,22 @@ def test_text_encoder_padding_does_not_change_embedding():
     np.testing.assert_allclose(enc8, enc2, atol=1e-6)
 
 
+def test_mean_pooling_encoder_is_a_sum_of_its_words():
+    enc = models.TextEncoder(["a", "b", "c"], max_tokens=6, embedding_dim=4, output_dim=5,
+                             pooling="mean")
+    e = enc(tf.constant(["a b", "c", "b a", "a b c c", "a zzz"])).numpy()
+    emb = enc.embedding.embeddings.numpy()
+    kernel, bias = enc.projection.kernel.numpy(), enc.projection.bias.numpy()
+    ids = {"a": 2, "b": 3, "c": 4, "zzz": OOV_ID}
+    for row, words in zip(e, ["a b", "c", "b a", "a b c c", "a zzz"]):
+        mean = emb[[ids[w] for w in words.split()]].mean(axis=0)
+        np.testing.assert_allclose(row, mean @ kernel + bias, atol=1e-5)
+    np.testing.assert_allclose(e[0], e[2], atol=1e-6)  # order-blind
+    assert not any("bigru" in w.path for w in enc.weights)
+    with pytest.raises(ValueError, match="pooling='max'; valid: gru, mean"):
+        models.TextEncoder(["a"], pooling="max")
+
+
 @pytest.mark.parametrize("upsampling", ["transpose", "nearest"])
 @pytest.mark.parametrize("frames, size, base_frames", [(4, 16, 1), (16, 32, 2), (8, 64, 1)])
 def test_generator_output_contract(upsampling, frames, size, base_frames):
@@ -52,6 +68,22 @@ def test_generator_output_contract(upsampling, frames, size, base_frames):
     out = g(tf.random.normal([3, 8]), tf.random.normal([3, 6]))
     assert out.shape == (3, frames, size, size, 3) and out.dtype == tf.float32
     assert float(tf.reduce_min(out)) >= -1.0 and float(tf.reduce_max(out)) <= 1.0
+
+
+def test_generator_clip_output_is_linear_in_training_and_clipped_otherwise():
+    g = models.VideoGenerator(frames=4, size=16, z_dim=8, text_dim=6, base_width=16,
+                              min_width=8, base_frames=1, output_activation="clip")
+    z, t = tf.random.normal([2, 8]), tf.random.normal([2, 6])
+    g(z, t)
+    # Scale the RGB map so the linear output leaves [-1, 1].
+    g.to_rgb.kernel.assign(g.to_rgb.kernel * 50.0)
+    raw = g(z, t, training=True).numpy()
+    served = g(z, t, training=False).numpy()
+    assert raw.min() < -1.0 and raw.max() > 1.0 and raw.dtype == np.float32
+    np.testing.assert_array_equal(served, np.clip(raw, -1.0, 1.0))
+    np.testing.assert_array_equal(g(z, t).numpy(), served)  # training=None: inference
+    with pytest.raises(ValueError, match="output_activation='sigmoid'; valid: tanh, clip"):
+        models.VideoGenerator(output_activation="sigmoid")
 
 
 def test_generator_rejects_bad_sizes():
@@ -140,8 +172,10 @@ def test_nearest_up_conv_equals_upsample_then_conv(time):
     lambda: layers.NearestUpConv3D(4, time=False, name="up"),
     lambda: models.TextEncoder(["x", "y"], max_tokens=4, embedding_dim=3, hidden_dim=2,
                                output_dim=5, name="enc"),
+    lambda: models.TextEncoder(["x", "y"], embedding_dim=3, output_dim=5, pooling="mean"),
     lambda: models.VideoGenerator(frames=4, size=16, z_dim=4, text_dim=5, base_width=8,
-                                  min_width=4, base_frames=1, upsampling="nearest"),
+                                  min_width=4, base_frames=1, upsampling="nearest",
+                                  output_activation="clip"),
     lambda: models.VideoDiscriminator(frames=4, size=16, text_dim=5, base_width=4, max_width=8,
                                       spectral_norm=True, frame_frames=2, video_downsample=2,
                                       frame_stem=3),

@@ -441,6 +441,26 @@ def test_precomputed_sidecar_for_an_encoder_that_is_not_builtin(tmp_path):
     assert np.abs(video.astype(int) - served.astype(int)).max() <= 1
 
 
+def test_bag_of_words_encoder_converts_at_any_batch(tmp_path):
+    from tests.conftest import tiny_config
+
+    cfg = tiny_config("model.text_encoder.pooling=mean")
+    task = models.build_task(cfg.model, data.get("moving_shapes").vocabulary(), 4, 16)
+    path = export.export_saved_model(task, str(tmp_path / "m"), warmup=False, verify=False)
+    out = str(tmp_path / "out")
+    report = tflite.convert(path, out, ["float32"], captions=CAPTIONS, num_eval=2,
+                            latency_runs=2, isolate=False)
+    sidecar = TextSidecar(os.path.join(out, tflite.TEXT_DIR))
+    assert report["sidecar"]["kind"] == sidecar.kind == "tflite_encoder"
+    # No GRU loop: unlike the GRU encoder, the dynamic-batch model converts.
+    attempts = {a["name"]: a for a in sidecar.manifest["attempts"]}
+    assert attempts["text_encoder_dynamic_batch"]["converted"]
+    want = tf.saved_model.load(path).signatures["embed_text"](
+        text=tf.constant(CAPTIONS))["text_embedding"].numpy()
+    np.testing.assert_allclose(sidecar.embed(CAPTIONS), want, atol=text_sidecar.TOLERANCE,
+                               rtol=0)
+
+
 @pytest.mark.slow
 def test_cli(saved_model, tmp_path):
     script = os.path.join(ROOT, "export", "tflite.py")

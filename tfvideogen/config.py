@@ -61,6 +61,9 @@ class TextEncoderConfig:
     hidden_dim: int = 64
     output_dim: int = 128
     max_tokens: int = 24
+    # Builtin only: "gru" (bidirectional GRU over the words) or "mean" (masked mean
+    # of the word embeddings: a bag of words, order-blind, additive in the words).
+    pooling: str = "gru"
     # Hub encoders only: BERT-style preprocessor handle, the key picking the
     # sentence embedding from dict outputs, fine-tuning (default frozen+cached).
     preprocessor: str = ""
@@ -83,6 +86,9 @@ class GeneratorConfig:
     base_size: int = 4
     # "transpose" (4x4x4 stride-2 transposed convs) or "nearest" (upsample + 3x3x3 conv).
     upsampling: str = "nearest"
+    # conv3d only: "tanh" or "clip" (linear while training, clipped to [-1, 1] for
+    # samples and exports; no saturated gradients, see VideoGenerator).
+    output_activation: str = "tanh"
 
 
 @dataclasses.dataclass
@@ -198,8 +204,15 @@ class ExperimentConfig:
         if self.train.r1_every <= 0:
             raise ValueError(f"train.r1_every must be positive, got {self.train.r1_every}")
         _check_choice("model.generator.kind", g.kind, ("conv3d", "mocogan"))
+        from tfvideogen.models.generator import OUTPUTS
+        from tfvideogen.models.text_encoder import POOLING
         from tfvideogen.training.augment import check_policy
 
+        _check_choice("model.generator.output_activation", g.output_activation, OUTPUTS)
+        if g.kind == "mocogan" and g.output_activation != "tanh":
+            raise ValueError("model.generator.output_activation=clip needs "
+                             "model.generator.kind=conv3d")
+        _check_choice("model.text_encoder.pooling", self.model.text_encoder.pooling, POOLING)
         check_policy(self.train.augment)
         if d.num_objects not in (1, 2):
             raise ValueError(f"data.num_objects must be 1 or 2, got {d.num_objects}")

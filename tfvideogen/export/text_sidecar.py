@@ -229,14 +229,16 @@ def rebuild_text_encoder(loaded: Any, metadata: Mapping[str, Any]) -> Any:
     emb = source.get("embedding/embeddings")
     kernel = source.get("bigru/forward_gru/gru_cell/recurrent_kernel")
     proj = source.get("projection/kernel")
-    if emb is None or kernel is None or proj is None:
-        raise ValueError("the SavedModel holds no text_encoder/{embedding,bigru,projection} "
-                         "variables (not the built-in GRU encoder)")
+    if emb is None or proj is None:
+        raise ValueError("the SavedModel holds no text_encoder/{embedding,projection} "
+                         "variables (not the built-in encoder)")
+    # No GRU variables: the bag-of-words encoder (pooling="mean").
+    rnn = ({"pooling": "gru", "hidden_dim": int(kernel.shape[0])} if kernel is not None
+           else {"pooling": "mean"})
     with float32_policy():
         encoder = models.TextEncoder(vocab, max_tokens=max_tokens,
                                      embedding_dim=int(emb.shape[1]),
-                                     hidden_dim=int(kernel.shape[0]),
-                                     output_dim=int(proj.shape[1]), name="text_encoder")
+                                     output_dim=int(proj.shape[1]), name="text_encoder", **rnn)
         encoder.build()
     targets = {_encoder_key(w.path): w for w in encoder.weights}
     if set(targets) != set(source):
@@ -255,13 +257,15 @@ def export_embed_tokens(encoder: Any, path: str, batch: int | None) -> str:
     """Writes a SavedModel with one signature `embed_tokens`: `token_ids` int32
     [batch, max_tokens] -> `text_embedding` float32 [batch, D] (the conversion source).
 
-    Only the embedding, GRU and projection are tracked: the string table stays out.
+    Only the embedding, GRU (if any) and projection are tracked: the string
+    table stays out.
     """
     import keras
     import tensorflow as tf
 
     archive = keras.export.ExportArchive()
-    for layer in (encoder.embedding, encoder.rnn, encoder.projection):
+    rnn = [encoder.rnn] if encoder.pooling == "gru" else []
+    for layer in [encoder.embedding, *rnn, encoder.projection]:
         archive.track(layer)
 
     def embed_tokens(token_ids):

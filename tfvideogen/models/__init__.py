@@ -31,7 +31,8 @@ def build_text_encoder(cfg: ModelConfig, vocabulary: Sequence[str]) -> keras.Mod
             raise ValueError("model.text_encoder.preprocessor only applies to TF-Hub encoders; "
                              "the builtin encoder tokenises itself")
         return TextEncoder(vocabulary, max_tokens=t.max_tokens, embedding_dim=t.embedding_dim,
-                           hidden_dim=t.hidden_dim, output_dim=t.output_dim, name="text_encoder")
+                           hidden_dim=t.hidden_dim, output_dim=t.output_dim, pooling=t.pooling,
+                           name="text_encoder")
     return HubTextEncoder(t.kind, preprocessor=t.preprocessor, output_key=t.output_key,
                           trainable=t.trainable, name="text_encoder")
 
@@ -53,7 +54,8 @@ def build_task(cfg: ModelConfig, vocabulary: Sequence[str], frames: int, size: i
         return VideoGenerator(frames=frames, size=size, z_dim=g.z_dim, text_dim=text_dim,
                               base_width=g.base_width, min_width=g.min_width,
                               base_frames=g.base_frames, base_size=g.base_size,
-                              upsampling=g.upsampling, name=name)
+                              upsampling=g.upsampling, output_activation=g.output_activation,
+                              name=name)
 
     generator = make_generator("generator")
     ema_generator = make_generator("ema_generator") if ema else None

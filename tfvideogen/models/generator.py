@@ -10,6 +10,7 @@ from keras import ops
 from tfvideogen.models.layers import PACKAGE, ConditionalNorm, NearestUpConv3D
 
 UPSAMPLING = ("transpose", "nearest")
+OUTPUTS = ("tanh", "clip")
 
 
 def _log2(ratio: int, what: str) -> int:
@@ -34,14 +35,25 @@ class VideoGenerator(keras.Model):
     upsampling + a 3x3x3 conv (no checkerboard), computed as one folded
     transposed conv (`NearestUpConv3D`, same FLOPs as "transpose"). A final
     full-resolution 3x3x3 conv maps to RGB.
+
+    `output_activation="tanh"` squashes RGB with tanh; `"clip"` leaves it
+    linear while training (`training=True`: unbounded, what D sees and pushes
+    back into range) and clips to [-1, 1] otherwise: tanh saturates on the black
+    background (pre-activations near -10 were measured), and a generator whose
+    object pixels saturate too gets no gradient back (the "black collapse").
     """
 
     def __init__(self, frames: int = 16, size: int = 32, z_dim: int = 64, text_dim: int = 128,
                  base_width: int = 128, min_width: int = 16, base_frames: int = 2,
-                 base_size: int = 4, upsampling: str = "transpose", **kwargs):
+                 base_size: int = 4, upsampling: str = "transpose",
+                 output_activation: str = "tanh", **kwargs):
         super().__init__(**kwargs)
         if upsampling not in UPSAMPLING:
             raise ValueError(f"upsampling={upsampling!r}; valid: {', '.join(UPSAMPLING)}")
+        if output_activation not in OUTPUTS:
+            raise ValueError(f"output_activation={output_activation!r}; "
+                             f"valid: {', '.join(OUTPUTS)}")
+        self.output_activation = output_activation
         self.frames, self.size, self.z_dim, self.text_dim = frames, size, z_dim, text_dim
         self.base_width, self.min_width = base_width, min_width
         self.base_frames, self.base_size, self.upsampling = base_frames, base_size, upsampling
@@ -100,10 +112,15 @@ class VideoGenerator(keras.Model):
         x = ops.relu(self.stem_norm(x, cond))
         for conv, norm in self.blocks:
             x = ops.relu(norm(conv(x), cond))
-        return self.out(self.to_rgb(x))
+        rgb = self.to_rgb(x)
+        if self.output_activation == "tanh":
+            return self.out(rgb)
+        rgb = ops.cast(rgb, "float32")
+        return rgb if training else ops.clip(rgb, -1.0, 1.0)
 
     def get_config(self):
         return {**super().get_config(), "frames": self.frames, "size": self.size,
                 "z_dim": self.z_dim, "text_dim": self.text_dim, "base_width": self.base_width,
                 "min_width": self.min_width, "base_frames": self.base_frames,
-                "base_size": self.base_size, "upsampling": self.upsampling}
+                "base_size": self.base_size, "upsampling": self.upsampling,
+                "output_activation": self.output_activation}
