@@ -59,9 +59,9 @@ _FOLD_KEEP = ((0.0, 0.0, 1.0), (0.0, 1.0, 0.0), (1.0, 0.0, 0.0))
 
 @keras.saving.register_keras_serializable(PACKAGE)
 class NearestUpConv3D(keras.layers.Conv3D):
-    """`Conv3D(3, padding="same")` applied to `upsample_nearest(x, time)`, in one op.
+    """A 3x3x3 "same" `Conv3D` on `x` upsampled x2 by nearest neighbour, in one op.
 
-    `x` [B, T, H, W, Cin] -> [B, 2T or T, 2H, 2W, filters]. Same variables (a
+    `x` [B, T, H, W, Cin] -> [B, 2T (T if not `time`), 2H, 2W, filters]. Same variables (a
     [3, 3, 3, Cin, filters] kernel and a bias) and the same output as the two-step
     form up to float rounding, but computed as a stride-2 transposed conv with a
     folded 4x4x4 kernel: 8 taps per output voxel instead of 27 (12 without time
