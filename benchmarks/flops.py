@@ -53,7 +53,7 @@ def layer_flops(layer, input_shape: tuple[int, ...], output_shape: tuple[int, ..
         rows = math.prod(input_shape[:-1])
         return 2 * rows * input_shape[-1] * layer.units
     if issubclass(kind, NearestUpConv3D):  # runs as a folded 4x4x4 (3x4x4) transposed conv
-        return 2 * math.prod(input_shape) * (4 if layer.time else 3) * 16 * layer.filters
+        return 2 * math.prod(input_shape) * math.prod(layer.folded_kernel_size) * layer.filters
     if issubclass(kind, (keras.layers.Conv3DTranspose, keras.layers.Conv2DTranspose)):
         return 2 * math.prod(input_shape) * math.prod(layer.kernel_size) * layer.filters
     if issubclass(kind, (keras.layers.Conv3D, keras.layers.Conv2D)):

@@ -83,7 +83,8 @@ class VideoGenerator(keras.Model):
             setattr(self, f"up{i}", conv)
             setattr(self, f"norm{i}", ConditionalNorm(width, name=f"norm{i}"))
         self.to_rgb = keras.layers.Conv3D(3, 3, padding="same", name="to_rgb")
-        self.out = keras.layers.Activation("tanh", dtype="float32", name="tanh")
+        if output_activation == "tanh":
+            self.out = keras.layers.Activation("tanh", dtype="float32", name="tanh")
 
     @property
     def blocks(self) -> list[tuple[keras.layers.Layer, keras.layers.Layer]]:

@@ -73,6 +73,9 @@ class NearestUpConv3D(keras.layers.Conv3D):
             kwargs.pop(fixed, None)  # from get_config; fixed by construction
         super().__init__(filters, 3, padding="same", **kwargs)
         self.time = time
+        # The transposed conv that runs: its kernel and strides.
+        self.folded_kernel_size = (4 if time else 3, 4, 4)
+        self.folded_strides = (2 if time else 1, 2, 2)
 
     def call(self, x):
         kernel = ops.cast(self.kernel, self.compute_dtype)
@@ -80,7 +83,7 @@ class NearestUpConv3D(keras.layers.Conv3D):
         fold = ops.convert_to_tensor(_FOLD_UP, kernel.dtype)
         # [3,3,3,Cin,Cout] -> [4|3,4,4,Cout,Cin], the layout conv_transpose wants.
         folded = ops.einsum("ai,bj,ck,ijkmn->abcnm", fold_t, fold, fold, kernel)
-        y = ops.conv_transpose(x, folded, strides=(2 if self.time else 1, 2, 2), padding="same")
+        y = ops.conv_transpose(x, folded, strides=self.folded_strides, padding="same")
         if self.use_bias:
             y = y + ops.cast(self.bias, y.dtype)
         return y
@@ -91,7 +94,7 @@ class NearestUpConv3D(keras.layers.Conv3D):
         def up(n, k=2):
             return None if n is None else n * k
 
-        return (b, up(t, 2 if self.time else 1), up(h), up(w), self.filters)
+        return (b, up(t, self.folded_strides[0]), up(h), up(w), self.filters)
 
     def get_config(self):
         return {**super().get_config(), "time": self.time}
