@@ -48,6 +48,7 @@ def test_bad_overrides_name_the_problem(override, message):
     ("data.height=48", "power-of-two multiple"),
     ("data.width=64", "square frames"),
     ("train.batch_size=0", "batch_size must be positive"),
+    ("train.adam_epsilon=0", "adam_epsilon must be positive"),
     ("data.num_objects=3", "num_objects"),
     ("model.generator.output_activation=relu", "output_activation='relu' is not one of tanh"),
     ("model.generator.kind=mocogan model.generator.output_activation=clip", "=clip needs"),

@@ -121,6 +121,10 @@ class TrainConfig:
     d_learning_rate: float = 2e-4
     beta_1: float = 0.5
     beta_2: float = 0.999
+    # Adam's epsilon (Keras' default). It bounds how much Adam magnifies a
+    # near-zero gradient: with 1e-7 a gradient of 1e-8 (float noise) still moves
+    # a weight by ~lr / 10.
+    adam_epsilon: float = 1e-7
     # Weight of real-video/mismatched-caption negatives in the D loss (GAN-CLS).
     mismatch_weight: float = 0.5
     # Video-caption contrastive loss (XMC-GAN) on D's pooled features: D learns it
@@ -183,7 +187,8 @@ class ExperimentConfig:
         d, g = self.data, self.model.generator
         for key, value in (("data.frames", d.frames), ("data.height", d.height),
                            ("data.width", d.width), ("train.batch_size", self.train.batch_size),
-                           ("train.steps", self.train.steps), ("model.generator.z_dim", g.z_dim)):
+                           ("train.steps", self.train.steps), ("model.generator.z_dim", g.z_dim),
+                           ("train.adam_epsilon", self.train.adam_epsilon)):
             if value <= 0:
                 raise ValueError(f"{key} must be positive, got {value}")
         for key, size, base in (("data.frames", d.frames, g.base_frames),

@@ -146,7 +146,8 @@ class SyncedLossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
 
 
 def make_optimizer(lr: float, cfg: config_lib.TrainConfig, name: str) -> keras.optimizers.Optimizer:
-    opt = keras.optimizers.Adam(lr, beta_1=cfg.beta_1, beta_2=cfg.beta_2, name=name)
+    opt = keras.optimizers.Adam(lr, beta_1=cfg.beta_1, beta_2=cfg.beta_2,
+                                epsilon=cfg.adam_epsilon, name=name)
     if cfg.mixed_precision == "mixed_float16":
         # Dynamic loss scaling: scale_loss() before the gradient, apply() unscales
         # and skips steps whose gradients overflowed. (bfloat16 has float32's
