@@ -29,10 +29,12 @@ flags.DEFINE_multi_string("override", [], "train: dotted config overrides.")
 flags.DEFINE_integer("kill_at_save", 0, "train: SIGKILL inside the save of checkpoint N.")
 FLAGS = flags.FLAGS
 
-# Two captions alternating [a, b, a, b]: the mismatch negatives (each clip
-# paired with its neighbour's caption, per replica) are then the same pairs
-# whether the batch of 4 runs on one device or as 2 + 2 on two replicas.
-CAPTIONS = ["a red square is moving up and down", "a blue circle is moving left and right"]
+# Captions [a, b, c, a] for the global batch of 4, split 2 + 2 over replicas:
+# clip 0's wrong caption is clip 3's (the same: no negative), which only a
+# global roll gets right, and the contrastive positives of clips 0 and 3
+# span the two replicas.
+CAPTIONS = ["a red square is moving up and down", "a blue circle is moving left and right",
+            "a green triangle is moving up and down", "a red square is moving up and down"]
 
 
 def _result(**values) -> None:
@@ -127,7 +129,7 @@ def mirrored() -> None:
     # ~lr * g / epsilon for small g, so noise stays noise while a gradient
     # scaled by the replica count (a split bug) still moves weights by ~lr/20.
     cfg = tiny_config("train.noise=indexed", "train.embedding_grads=dense",
-                      "train.adam_epsilon=1e-3")
+                      "train.adam_epsilon=1e-3", "train.contrastive_weight=1")
     batch = _batch(cfg)
     one, *_, step_one = _setup(cfg, default)
     two, g2, d2, _, step_two = _setup(cfg, mirrored, source=one)

@@ -49,10 +49,12 @@ def test_mirrored_two_replicas_equal_single_device(mirrored_result):
     assert r["replicas"] == 2
     # Same global batch of 4 (2 + 2 on the replicas), same per-example noise
     # (train.noise=indexed), textbook Adam on the embedding table
-    # (train.embedding_grads=dense), same initial weights: losses and weights after
-    # two D+G steps (optimizer slots, EMA included) match one device.
+    # (train.embedding_grads=dense), same initial weights, negatives (mismatched
+    # and contrastive captions) drawn from the global batch: losses and weights
+    # after two D+G steps (optimizer slots, EMA included) match one device.
     for one, two in zip(r["losses_one"], r["losses_two"]):
-        for k in ("d_loss", "g_loss", "real_logit", "fake_logit"):
+        for k in ("d_loss", "g_loss", "real_logit", "fake_logit", "d_contrastive",
+                  "g_contrastive"):
             assert two[k] == pytest.approx(one[k], rel=1e-4, abs=1e-5), k
     # Adam moves each weight by ~lr = 2e-4 per step: a replica-split bug
     # (loss not divided by replicas, per-replica noise, unreduced gradients)

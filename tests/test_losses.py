@@ -26,6 +26,27 @@ def test_hinge_with_masked_mismatch_by_hand():
     assert float(got) == pytest.approx(2.5 / 3 + 0.5 * 3.5 / 3 + 0.5 * 2.25)
 
 
+def test_mismatch_count_is_the_divisor_and_splits_over_replicas():
+    # relu(1 + mis) = [1.5, 0, 3] kept on rows 0 and 2 (sum 4.5), divided by a
+    # given count instead of 2; with two heads, by count x heads.
+    mask = tf.constant([True, False, True])
+    got = losses.discriminator_loss("hinge", REAL, FAKE, MIS, mask, 0.5, mismatch_count=3.0)
+    assert float(got) == pytest.approx(2.5 / 3 + 0.5 * 3.5 / 3 + 0.5 * 4.5 / 3)
+    two = np.concatenate([MIS, MIS], axis=1)
+    got2 = losses.hinge_discriminator(np.tile(REAL, 2), np.tile(FAKE, 2), two, mask, 0.5, 3.0)
+    assert float(got2) == pytest.approx(float(got))
+    # Two "replicas" holding rows [0] and [1, 2], real/fake terms zeroed
+    # (hinge margins met), mismatch weight 1: each divides by the global count
+    # (2) / replicas; their mean is the one-device masked mean 4.5 / 2.
+    real, fake = np.full([3, 1], 5.0, np.float32), np.full([3, 1], -5.0, np.float32)
+    m = mask.numpy()
+    parts = [float(losses.hinge_discriminator(real[i], fake[i], MIS[i], m[i], 1.0, 2 / 2))
+             for i in ([0], [1, 2])]
+    assert parts == pytest.approx([1.5, 3.0])
+    assert sum(parts) / 2 == pytest.approx(
+        float(losses.hinge_discriminator(real, fake, MIS, mask, 1.0)))
+
+
 def test_hinge_generator_by_hand():
     assert float(losses.hinge_generator(FAKE)) == pytest.approx(-(-2.0 + 0.0 + 1.5) / 3)
 

@@ -16,23 +16,29 @@ def _f32(x) -> tf.Tensor:
     return tf.cast(x, tf.float32)
 
 
-def _masked_mean(x: tf.Tensor, mask: tf.Tensor | None) -> tf.Tensor:
+def _masked_mean(x: tf.Tensor, mask: tf.Tensor | None, count=None) -> tf.Tensor:
     if mask is None:
         return tf.reduce_mean(x)
     # mask [B] broadcast over the logits' trailing axes; empty mask -> 0.
     mask = tf.cast(tf.reshape(mask, [-1] + [1] * (len(x.shape) - 1)), x.dtype)
     mask = tf.broadcast_to(mask, tf.shape(x))
-    return tf.math.divide_no_nan(tf.reduce_sum(x * mask), tf.reduce_sum(mask))
+    count = tf.reduce_sum(mask) if count is None else _f32(count) * tf.cast(
+        tf.size(x) // tf.shape(x)[0], tf.float32)
+    return tf.math.divide_no_nan(tf.reduce_sum(x * mask), count)
 
 
 def hinge_discriminator(real, fake, mismatch=None, mismatch_mask=None,
-                        mismatch_weight: float = 0.5) -> tf.Tensor:
-    """mean(relu(1 - real)) + (1-w) mean(relu(1 + fake)) + w mean(relu(1 + mismatch))."""
+                        mismatch_weight: float = 0.5, mismatch_count=None) -> tf.Tensor:
+    """mean(relu(1 - real)) + (1-w) mean(relu(1 + fake)) + w mean(relu(1 + mismatch)).
+
+    The mismatch mean runs over the clips where `mismatch_mask` [B] is True;
+    `mismatch_count` replaces their number as the divisor (see `discriminator_loss`).
+    """
     loss_real = tf.reduce_mean(tf.nn.relu(1.0 - _f32(real)))
     loss_fake = tf.reduce_mean(tf.nn.relu(1.0 + _f32(fake)))
     if mismatch is None:
         return loss_real + loss_fake
-    loss_mis = _masked_mean(tf.nn.relu(1.0 + _f32(mismatch)), mismatch_mask)
+    loss_mis = _masked_mean(tf.nn.relu(1.0 + _f32(mismatch)), mismatch_mask, mismatch_count)
     return loss_real + (1.0 - mismatch_weight) * loss_fake + mismatch_weight * loss_mis
 
 
@@ -42,13 +48,14 @@ def hinge_generator(fake) -> tf.Tensor:
 
 
 def non_saturating_discriminator(real, fake, mismatch=None, mismatch_mask=None,
-                                 mismatch_weight: float = 0.5) -> tf.Tensor:
+                                 mismatch_weight: float = 0.5,
+                                 mismatch_count=None) -> tf.Tensor:
     """mean(softplus(-real)) + (1-w) mean(softplus(fake)) + w mean(softplus(mismatch))."""
     loss_real = tf.reduce_mean(tf.nn.softplus(-_f32(real)))
     loss_fake = tf.reduce_mean(tf.nn.softplus(_f32(fake)))
     if mismatch is None:
         return loss_real + loss_fake
-    loss_mis = _masked_mean(tf.nn.softplus(_f32(mismatch)), mismatch_mask)
+    loss_mis = _masked_mean(tf.nn.softplus(_f32(mismatch)), mismatch_mask, mismatch_count)
     return loss_real + (1.0 - mismatch_weight) * loss_fake + mismatch_weight * loss_mis
 
 
@@ -58,11 +65,14 @@ def non_saturating_generator(fake) -> tf.Tensor:
 
 
 def discriminator_loss(kind: str, real, fake, mismatch=None, mismatch_mask=None,
-                       mismatch_weight: float = 0.5) -> tf.Tensor:
+                       mismatch_weight: float = 0.5, mismatch_count=None) -> tf.Tensor:
+    """`mismatch_count`: divisor of the masked mismatch mean instead of the
+    mask's sum. Under tf.distribute, the global count / replicas makes the
+    replicas' mean loss the global batch's masked mean, as on one device."""
     fn = {"hinge": hinge_discriminator, "non_saturating": non_saturating_discriminator}
     if kind not in fn:
         raise ValueError(f"unknown loss {kind!r}; valid: {', '.join(KINDS)}")
-    return fn[kind](real, fake, mismatch, mismatch_mask, mismatch_weight)
+    return fn[kind](real, fake, mismatch, mismatch_mask, mismatch_weight, mismatch_count)
 
 
 def generator_loss(kind: str, fake) -> tf.Tensor:
@@ -86,9 +96,10 @@ def r1_penalty(real_grads, gamma: float) -> tf.Tensor:
 def contrastive(similarity, positives, temperature: float = 0.1) -> tf.Tensor:
     """Video-to-caption contrastive loss (XMC-GAN, Zhang et al. 2021), multi-positive.
 
-    `similarity` [B, B] or [heads, B, B]: cosine similarity of clip i (rows) and
-    caption j (columns); `positives` bool [B, B]: caption j is clip i's caption
-    (True on the diagonal, and wherever two clips share a caption). Per row:
+    `similarity` [B, N] or [heads, B, N]: cosine similarity of clip i (rows) and
+    caption j (columns; N = B, or the global batch across replicas); `positives`
+    bool [B, N]: caption j is clip i's caption (its own, and wherever two clips
+    share a caption). Per row:
     -log(sum_{j pos} exp(s_ij / t) / sum_j exp(s_ij / t)), averaged over rows
     (and heads). It pushes each clip towards its own caption and away from the
     batch's other captions, which the per-pair projection logit only does for

@@ -298,7 +298,8 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
     real clips with another clip's caption (negatives). The text encoder is
     trained with D (it must tell captions apart to score the match); G sees
     the embedding as a constant, so G cannot cheat by moving the text space.
-    Losses are averaged over the global batch (per-replica mean / replicas).
+    Losses are averaged over the global batch (per-replica mean / replicas);
+    mismatched captions and contrastive columns come from the global batch.
     String ops (tokenising, caption comparison, cache look-ups) run outside the
     per-replica core, which `train.jit_compile` compiles with XLA.
     """
@@ -330,13 +331,31 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
     def replica_step(batch, step, stop, r1):
         video, captions = batch["video"], batch["caption"]
         z = noise(tf.shape(video)[0], step)
-        mismatch_mask = tf.not_equal(captions, tf.roll(captions, shift=1, axis=0))
-        same_caption = tf.equal(captions[:, None], captions[None, :])
+        if replicas == 1:
+            prev = mismatch_count = None
+            mismatch_mask = tf.not_equal(captions, tf.roll(captions, shift=1, axis=0))
+            same_caption = tf.equal(captions[:, None], captions[None, :])
+        else:
+            # Negatives span the GLOBAL batch, as on one device: each clip's wrong
+            # caption is its global predecessor's, and the contrastive columns are
+            # every replica's captions (strings cannot be all-gathered: hashes can).
+            ctx = tf.distribute.get_replica_context()
+            ids = tf.strings.to_hash_bucket_fast(captions, 2**62)
+            all_ids = ctx.all_gather(ids, axis=0)
+            sizes = ctx.all_gather(tf.shape(ids)[:1], axis=0)
+            first = tf.reduce_sum(sizes[:ctx.replica_id_in_sync_group])
+            prev = (first + tf.range(tf.shape(ids)[0]) - 1) % tf.shape(all_ids)[0]
+            mismatch_mask = tf.not_equal(ids, tf.gather(all_ids, prev))
+            same_caption = tf.equal(ids[:, None], all_ids[None, :])
+            mismatch_count = ctx.all_reduce(
+                tf.distribute.ReduceOp.SUM, tf.reduce_sum(tf.cast(mismatch_mask, tf.float32))
+            ) / replicas
         # Stateless augmentation seeds: a function of (seed, replica, step), so a
         # resumed run augments exactly as an uninterrupted one.
         replica = tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group, tf.int64)
         aug_seed = tf.stack([tf.constant(t.seed, tf.int64) * 65537 + replica, step])
-        out = core(video, text_inputs(captions), mismatch_mask, same_caption, z, aug_seed, r1)
+        out = core(video, text_inputs(captions), mismatch_mask, mismatch_count, same_caption,
+                   prev, z, aug_seed, r1)
         return {**out, "stop": tf.cast(stop, tf.float32)}
 
     grads = embedding_gradients(t.embedding_grads)
@@ -347,18 +366,31 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
         return losses.contrastive(disc.similarity(features, emb), same_caption,
                                   t.contrastive_temperature)
 
-    def update(video, text, mismatch_mask, same_caption, z, aug_seed, r1: bool):
+    def update(video, text, mismatch_mask, mismatch_count, same_caption, prev, z, aug_seed,
+               r1: bool):
+        """`prev` None: one replica. Else the global-batch index of each clip's
+        predecessor, `same_caption` is [local clips, global captions] and
+        `mismatch_count` the global number of mismatched pairs / replicas."""
         d_vars = disc.trainable_variables + enc.trainable_variables
         g_vars = gen.trainable_variables
         with tf.GradientTape() as d_tape:
             emb = embed(text)
             cond = tf.stop_gradient(emb)
+            if prev is None:
+                all_emb, wrong = emb, tf.roll(emb, shift=1, axis=0)
+            else:
+                # Differentiable: a trainable encoder gets each replica's share back.
+                all_emb = tf.distribute.get_replica_context().all_gather(emb, axis=0)
+                # A one-hot matmul, not tf.gather: all_gather's gradient all-reduces
+                # dense tensors only (gather's would be IndexedSlices).
+                wrong = tf.matmul(tf.one_hot(prev, tf.shape(all_emb)[0], dtype=all_emb.dtype),
+                                  all_emb)
+            all_cond = tf.stop_gradient(all_emb)
             # G runs once per step: its tape stays open across the D update, and
             # the G loss re-scores the same clips with the updated D (as in the
             # PyTorch DCGAN recipe), saving a generator forward pass.
             with tf.GradientTape() as g_tape:
                 fake = gen(z, cond, training=True)
-            wrong = tf.roll(emb, shift=1, axis=0)
             # One D pass over [real; fake; real-with-wrong-caption]: D is per-sample.
             clips = tf.concat([video, tf.stop_gradient(tf.cast(fake, video.dtype)), video], 0)
             logits, features = disc(
@@ -366,12 +398,12 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
                 tf.concat([emb, emb, wrong], 0), training=True, return_features=True)
             real_l, fake_l, mis_l = tf.split(logits, 3, axis=0)
             d_loss = losses.discriminator_loss(t.loss, real_l, fake_l, mis_l, mismatch_mask,
-                                               t.mismatch_weight)
+                                               t.mismatch_weight, mismatch_count)
             d_obj = d_loss
             extra = {}
             if contrast:
                 n = tf.shape(video)[0]
-                extra["d_contrastive"] = contrastive([f[:n] for f in features], emb,
+                extra["d_contrastive"] = contrastive([f[:n] for f in features], all_emb,
                                                      same_caption)
                 d_obj += t.contrastive_weight * extra["d_contrastive"]
             if r1:
@@ -393,7 +425,7 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
             g_loss = losses.generator_loss(t.loss, g_logits)
             g_obj = g_loss
             if contrast:
-                extra["g_contrastive"] = contrastive(g_features, cond, same_caption)
+                extra["g_contrastive"] = contrastive(g_features, all_cond, same_caption)
                 g_obj += t.contrastive_weight * extra["g_contrastive"]
             g_obj = g_obj / replicas
             if scaled:
