@@ -52,6 +52,8 @@ def test_bad_overrides_name_the_problem(override, message):
     ("data.num_objects=3", "num_objects"),
     ("model.generator.output_activation=relu", "output_activation='relu' is not one of tanh"),
     ("model.generator.kind=mocogan model.generator.output_activation=clip", "=clip needs"),
+    ("model.generator.kind=mocogan model.generator.output_activation=leaky_tanh",
+     "=leaky_tanh needs"),
     ("model.text_encoder.pooling=max", "model.text_encoder.pooling='max' is not one of gru, mean"),
 ])
 def test_validate_rejects_inconsistent_configs(override, message):

@@ -86,6 +86,34 @@ def test_generator_clip_output_is_linear_in_training_and_clipped_otherwise():
         models.VideoGenerator(output_activation="sigmoid")
 
 
+def test_generator_leaky_tanh_by_hand():
+    g = models.VideoGenerator(frames=4, size=16, z_dim=8, text_dim=6, base_width=16,
+                              min_width=8, base_frames=1, output_activation="leaky_tanh")
+    z, t = tf.random.normal([2, 8]), tf.random.normal([2, 6])
+    g(z, t)
+    g.to_rgb.kernel.assign(g.to_rgb.kernel * 500.0)
+    # The pre-activation, recomputed from the layers.
+    from keras import ops
+    cond = ops.concatenate([z, t], axis=-1)
+    x = ops.reshape(g.stem(cond), [-1, g.base_frames, g.base_size, g.base_size, g.widths[0]])
+    x = ops.relu(g.stem_norm(x, cond))
+    for conv, norm in g.blocks:
+        x = ops.relu(norm(conv(x), cond))
+    pre = g.to_rgb(x).numpy()
+    assert np.abs(pre).max() > 150  # deep in tanh's saturation
+    raw = g(z, t, training=True).numpy()
+    np.testing.assert_allclose(raw, np.tanh(pre) + 0.01 * pre, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(g(z, t).numpy(), np.clip(raw, -1.0, 1.0))
+    # Saturated pixels still pass gradient (>= 0.01), unlike tanh (~0).
+    with tf.GradientTape() as tape:
+        total = tf.reduce_sum(g(z, t, training=True))
+    grad = tape.gradient(total, g.to_rgb.trainable_variables[1]).numpy()
+    # d total / d bias_c = sum over the 2 x 4 x 16 x 16 pixels of (1 - tanh^2 + 0.01).
+    expected = (1 - np.tanh(pre) ** 2 + 0.01).sum(axis=(0, 1, 2, 3))
+    np.testing.assert_allclose(grad, expected, rtol=1e-4)
+    assert np.all(grad >= 0.01 * pre[..., 0].size)
+
+
 def test_generator_rejects_bad_sizes():
     with pytest.raises(ValueError, match="power of two"):
         models.VideoGenerator(frames=16, size=24)
@@ -176,6 +204,8 @@ def test_nearest_up_conv_equals_upsample_then_conv(time):
     lambda: models.VideoGenerator(frames=4, size=16, z_dim=4, text_dim=5, base_width=8,
                                   min_width=4, base_frames=1, upsampling="nearest",
                                   output_activation="clip"),
+    lambda: models.VideoGenerator(frames=4, size=16, z_dim=4, text_dim=5, base_width=8,
+                                  min_width=4, base_frames=1, output_activation="leaky_tanh"),
     lambda: models.VideoDiscriminator(frames=4, size=16, text_dim=5, base_width=4, max_width=8,
                                       spectral_norm=True, frame_frames=2, video_downsample=2,
                                       frame_stem=3),

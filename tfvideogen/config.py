@@ -217,7 +217,7 @@ class ExperimentConfig:
 
         _check_choice("model.generator.output_activation", g.output_activation, OUTPUTS)
         if g.kind == "mocogan" and g.output_activation != "tanh":
-            raise ValueError("model.generator.output_activation=clip needs "
+            raise ValueError(f"model.generator.output_activation={g.output_activation} needs "
                              "model.generator.kind=conv3d")
         _check_choice("model.text_encoder.pooling", self.model.text_encoder.pooling, POOLING)
         check_policy(self.train.augment)

@@ -10,7 +10,9 @@ from keras import ops
 from tfvideogen.models.layers import PACKAGE, ConditionalNorm, NearestUpConv3D
 
 UPSAMPLING = ("transpose", "nearest")
-OUTPUTS = ("tanh", "clip")
+OUTPUTS = ("tanh", "clip", "leaky_tanh")
+# Slope of leaky_tanh's linear part: tanh(x) + LEAK * x reaches -1 at x = -2.3.
+LEAK = 0.01
 
 
 def _log2(ratio: int, what: str) -> int:
@@ -41,6 +43,10 @@ class VideoGenerator(keras.Model):
     back into range) and clips to [-1, 1] otherwise: tanh saturates on the black
     background (pre-activations near -10 were measured), and a generator whose
     object pixels saturate too gets no gradient back (the "black collapse").
+    `"leaky_tanh"`: tanh(x) + 0.01 x, likewise unclipped while training and
+    clipped otherwise. Exact black (-1) is reached at x = -2.3, not at -inf, so
+    the background has no reason to drift into saturation, and the gradient
+    never falls below 0.01.
     """
 
     def __init__(self, frames: int = 16, size: int = 32, z_dim: int = 64, text_dim: int = 128,
@@ -117,6 +123,8 @@ class VideoGenerator(keras.Model):
         if self.output_activation == "tanh":
             return self.out(rgb)
         rgb = ops.cast(rgb, "float32")
+        if self.output_activation == "leaky_tanh":
+            rgb = ops.tanh(rgb) + LEAK * rgb
         return rgb if training else ops.clip(rgb, -1.0, 1.0)
 
     def get_config(self):
