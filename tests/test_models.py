@@ -70,13 +70,18 @@ def test_generator_output_contract(upsampling, frames, size, base_frames):
     assert float(tf.reduce_min(out)) >= -1.0 and float(tf.reduce_max(out)) <= 1.0
 
 
-def test_generator_clip_output_is_linear_in_training_and_clipped_otherwise():
+def _overdriven_generator(output_activation: str, gain: float):
+    """A built tiny generator whose RGB map is scaled by `gain` (outputs leave [-1, 1])."""
     g = models.VideoGenerator(frames=4, size=16, z_dim=8, text_dim=6, base_width=16,
-                              min_width=8, base_frames=1, output_activation="clip")
+                              min_width=8, base_frames=1, output_activation=output_activation)
     z, t = tf.random.normal([2, 8]), tf.random.normal([2, 6])
     g(z, t)
-    # Scale the RGB map so the linear output leaves [-1, 1].
-    g.to_rgb.kernel.assign(g.to_rgb.kernel * 50.0)
+    g.to_rgb.kernel.assign(g.to_rgb.kernel * gain)
+    return g, z, t
+
+
+def test_generator_clip_output_is_linear_in_training_and_clipped_otherwise():
+    g, z, t = _overdriven_generator("clip", 50.0)
     raw = g(z, t, training=True).numpy()
     served = g(z, t, training=False).numpy()
     assert raw.min() < -1.0 and raw.max() > 1.0 and raw.dtype == np.float32
@@ -87,11 +92,7 @@ def test_generator_clip_output_is_linear_in_training_and_clipped_otherwise():
 
 
 def test_generator_leaky_tanh_by_hand():
-    g = models.VideoGenerator(frames=4, size=16, z_dim=8, text_dim=6, base_width=16,
-                              min_width=8, base_frames=1, output_activation="leaky_tanh")
-    z, t = tf.random.normal([2, 8]), tf.random.normal([2, 6])
-    g(z, t)
-    g.to_rgb.kernel.assign(g.to_rgb.kernel * 500.0)
+    g, z, t = _overdriven_generator("leaky_tanh", 500.0)
     # The pre-activation, recomputed from the layers.
     from keras import ops
     cond = ops.concatenate([z, t], axis=-1)
