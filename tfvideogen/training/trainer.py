@@ -280,6 +280,29 @@ def load_task(model_dir: str, checkpoint: str = "") -> tuple[models.TextToVideo,
 # --------------------------------------------------------------------------- #
 # The step.
 
+def global_negatives(captions: tf.Tensor):
+    """Negatives of this replica's clips drawn from the GLOBAL batch (replica context).
+
+    As on one device: each clip's wrong caption is its global predecessor's, and
+    the contrastive columns are every replica's captions. Strings cannot be
+    all-gathered, so their hashes are. Returns `mismatch_mask` bool [n],
+    `mismatch_count` (the global mask's sum / replicas: the divisor that makes the
+    replicas' mean loss the global masked mean), `same_caption` bool [n, N] and
+    `prev` int32 [n], each clip's predecessor's index in the global batch.
+    """
+    ctx = tf.distribute.get_replica_context()
+    ids = tf.strings.to_hash_bucket_fast(captions, 2**62)
+    all_ids = ctx.all_gather(ids, axis=0)
+    global_mask = tf.not_equal(all_ids, tf.roll(all_ids, shift=1, axis=0))
+    sizes = ctx.all_gather(tf.shape(ids)[:1], axis=0)
+    first = tf.reduce_sum(sizes[:ctx.replica_id_in_sync_group])
+    own = first + tf.range(tf.shape(ids)[0])
+    prev = (own - 1) % tf.shape(all_ids)[0]
+    count = tf.reduce_sum(tf.cast(global_mask, tf.float32)) / ctx.num_replicas_in_sync
+    return (tf.gather(global_mask, own), count, tf.equal(ids[:, None], all_ids[None, :]),
+            prev)
+
+
 def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Generator,
                     cfg: config_lib.ExperimentConfig,
                     strategy: tf.distribute.Strategy, cache_text: bool = True) -> Callable:
@@ -336,20 +359,7 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
             mismatch_mask = tf.not_equal(captions, tf.roll(captions, shift=1, axis=0))
             same_caption = tf.equal(captions[:, None], captions[None, :])
         else:
-            # Negatives span the GLOBAL batch, as on one device: each clip's wrong
-            # caption is its global predecessor's, and the contrastive columns are
-            # every replica's captions (strings cannot be all-gathered: hashes can).
-            ctx = tf.distribute.get_replica_context()
-            ids = tf.strings.to_hash_bucket_fast(captions, 2**62)
-            all_ids = ctx.all_gather(ids, axis=0)
-            sizes = ctx.all_gather(tf.shape(ids)[:1], axis=0)
-            first = tf.reduce_sum(sizes[:ctx.replica_id_in_sync_group])
-            prev = (first + tf.range(tf.shape(ids)[0]) - 1) % tf.shape(all_ids)[0]
-            mismatch_mask = tf.not_equal(ids, tf.gather(all_ids, prev))
-            same_caption = tf.equal(ids[:, None], all_ids[None, :])
-            mismatch_count = ctx.all_reduce(
-                tf.distribute.ReduceOp.SUM, tf.reduce_sum(tf.cast(mismatch_mask, tf.float32))
-            ) / replicas
+            mismatch_mask, mismatch_count, same_caption, prev = global_negatives(captions)
         # Stateless augmentation seeds: a function of (seed, replica, step), so a
         # resumed run augments exactly as an uninterrupted one.
         replica = tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group, tf.int64)
