@@ -144,6 +144,23 @@ def mirrored() -> None:
     out["worst"] = max(w1, key=lambda k: float(np.max(np.abs(w1[k] - w2[k]))))
     out["replicas_agree"] = _replicas_agree(mirrored, two.weights + g2.variables + d2.variables)
 
+    # 2b. Word-dropout negatives (token ids, set inclusion) from the global batch:
+    # the 2 replicas' masks, positives and predecessors are one device's.
+    from tfvideogen.training import captions
+
+    full = tf.constant([[2, 3, 4], [2, 5, 4], [2, 3, 6], [2, 5, 6]], tf.int64)
+    shown = tf.constant([[2, 0, 4], [0, 5, 0], [2, 3, 6], [2, 0, 0]], tf.int64)
+    mask, _, same, _ = captions.negatives(full, shown)
+    split = mirrored.experimental_distribute_values_from_function(
+        lambda ctx: tuple(x[2 * ctx.replica_id_in_sync_group:][:2] for x in (full, shown)))
+    got = mirrored.experimental_local_results(tf.function(
+        lambda ids: mirrored.run(captions.negatives, args=ids))(split))
+    out["dropout_negatives"] = {
+        "mask_one": mask.numpy().tolist(), "same_one": same.numpy().tolist(),
+        "mask_two": sum((r[0].numpy().tolist() for r in got), []),
+        "same_two": sum((r[2].numpy().tolist() for r in got), []),
+        "count_two": [float(r[1]) for r in got], "prev_two": [r[3].numpy().tolist() for r in got]}
+
     # 3. mixed_float16 + loss scaling, one replica's D gradients overflow (NaN
     # clips on replica 1 only): every replica must skip the D update and halve
     # the D scale; G (whose loss does not see the clips) still updates.

@@ -65,6 +65,18 @@ def test_mirrored_two_replicas_equal_single_device(mirrored_result):
 
 
 @pytest.mark.slow
+def test_mirrored_word_dropout_negatives_come_from_the_global_batch(mirrored_result):
+    r = mirrored_result["dropout_negatives"]
+    assert r["mask_two"] == r["mask_one"]
+    assert r["same_two"] == r["same_one"]
+    # Clip 0's wrong caption is the last replica's last clip; the loss divisor
+    # is the global count of negatives per replica.
+    assert r["prev_two"] == [[3, 0], [1, 2]]
+    assert r["count_two"] == [sum(r["mask_one"]) / 2] * 2
+    assert 0 < sum(r["mask_one"]) < 4  # the case has both kinds
+
+
+@pytest.mark.slow
 def test_mirrored_replicas_draw_distinct_noise_and_loss_scale_agrees(mirrored_result):
     r = mirrored_result
     # A tf.random.Generator made in the strategy scope: one stream per replica.

@@ -127,6 +127,12 @@ class TrainConfig:
     adam_epsilon: float = 1e-7
     # Weight of real-video/mismatched-caption negatives in the D loss (GAN-CLS).
     mismatch_weight: float = 0.5
+    # Word dropout (builtin encoder): each word of a training caption is hidden
+    # from G and D with this probability (at least one word stays). A clip is
+    # then a positive for any caption whose words its own caption holds, so D
+    # learns what each word alone says; meant for compositional generalisation
+    # (held-out attribute pairs). Off by default (README#Quality).
+    word_dropout: float = 0.0
     # Video-caption contrastive loss (XMC-GAN) on D's pooled features: D learns it
     # on real clips, G on its own; each clip is told apart from the batch's other
     # captions (0 = off). On by default: without it the default run can collapse
@@ -208,6 +214,11 @@ class ExperimentConfig:
                              "train.contrastive_temperature > 0, got "
                              f"{self.train.contrastive_weight} and "
                              f"{self.train.contrastive_temperature}")
+        if not 0.0 <= self.train.word_dropout < 1.0:
+            raise ValueError(f"train.word_dropout must be in [0, 1), got {self.train.word_dropout}")
+        if self.train.word_dropout and self.model.text_encoder.kind != "builtin":
+            raise ValueError("train.word_dropout needs model.text_encoder.kind=builtin (it drops "
+                             f"token ids), got {self.model.text_encoder.kind!r}")
         if self.train.r1_every <= 0:
             raise ValueError(f"train.r1_every must be positive, got {self.train.r1_every}")
         _check_choice("model.generator.kind", g.kind, ("conv3d", "mocogan"))

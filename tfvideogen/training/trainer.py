@@ -29,6 +29,7 @@ from tfvideogen import data as data_lib
 from tfvideogen import models
 from tfvideogen.models import embedding_cache
 from tfvideogen.training import augment as augment_lib
+from tfvideogen.training import captions as captions_lib
 from tfvideogen.training import losses, summaries
 from tfvideogen.training.progress import Progress
 from tfvideogen.utils import video as video_lib
@@ -280,29 +281,6 @@ def load_task(model_dir: str, checkpoint: str = "") -> tuple[models.TextToVideo,
 # --------------------------------------------------------------------------- #
 # The step.
 
-def global_negatives(captions: tf.Tensor):
-    """Negatives of this replica's clips drawn from the GLOBAL batch (replica context).
-
-    As on one device: each clip's wrong caption is its global predecessor's, and
-    the contrastive columns are every replica's captions. Strings cannot be
-    all-gathered, so their hashes are. Returns `mismatch_mask` bool [n],
-    `mismatch_count` (the global mask's sum / replicas: the divisor that makes the
-    replicas' mean loss the global masked mean), `same_caption` bool [n, N] and
-    `prev` int32 [n], each clip's predecessor's index in the global batch.
-    """
-    ctx = tf.distribute.get_replica_context()
-    ids = tf.strings.to_hash_bucket_fast(captions, 2**62)
-    all_ids = ctx.all_gather(ids, axis=0)
-    global_mask = tf.not_equal(all_ids, tf.roll(all_ids, shift=1, axis=0))
-    sizes = ctx.all_gather(tf.shape(ids)[:1], axis=0)
-    first = tf.reduce_sum(sizes[:ctx.replica_id_in_sync_group])
-    own = first + tf.range(tf.shape(ids)[0])
-    prev = (own - 1) % tf.shape(all_ids)[0]
-    count = tf.reduce_sum(tf.cast(global_mask, tf.float32)) / ctx.num_replicas_in_sync
-    return (tf.gather(global_mask, own), count, tf.equal(ids[:, None], all_ids[None, :]),
-            prev)
-
-
 def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Generator,
                     cfg: config_lib.ExperimentConfig,
                     strategy: tf.distribute.Strategy, cache_text: bool = True) -> Callable:
@@ -323,6 +301,8 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
     the embedding as a constant, so G cannot cheat by moving the text space.
     Losses are averaged over the global batch (per-replica mean / replicas);
     mismatched captions and contrastive columns come from the global batch.
+    With `train.word_dropout`, G and D see word-dropped captions and a clip's
+    negatives are only captions that contradict it (training/captions.py).
     String ops (tokenising, caption comparison, cache look-ups) run outside the
     per-replica core, which `train.jit_compile` compiles with XLA.
     """
@@ -354,18 +334,19 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
     def replica_step(batch, step, stop, r1):
         video, captions = batch["video"], batch["caption"]
         z = noise(tf.shape(video)[0], step)
-        if replicas == 1:
-            prev = mismatch_count = None
-            mismatch_mask = tf.not_equal(captions, tf.roll(captions, shift=1, axis=0))
-            same_caption = tf.equal(captions[:, None], captions[None, :])
-        else:
-            mismatch_mask, mismatch_count, same_caption, prev = global_negatives(captions)
         # Stateless augmentation seeds: a function of (seed, replica, step), so a
         # resumed run augments exactly as an uninterrupted one.
         replica = tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group, tf.int64)
         aug_seed = tf.stack([tf.constant(t.seed, tf.int64) * 65537 + replica, step])
-        out = core(video, text_inputs(captions), mismatch_mask, mismatch_count, same_caption,
-                   prev, z, aug_seed, r1)
+        if t.word_dropout:
+            ids = text_inputs(captions)  # the builtin encoder's token ids (validated)
+            text = captions_lib.drop_words(ids, t.word_dropout,
+                                           tf.random.experimental.stateless_fold_in(aug_seed, 2))
+            negatives = captions_lib.negatives(ids, text)
+        else:
+            text = text_inputs(captions)
+            negatives = captions_lib.negatives(captions_lib.caption_keys(captions))
+        out = core(video, text, *negatives, z, aug_seed, r1)
         return {**out, "stop": tf.cast(stop, tf.float32)}
 
     grads = embedding_gradients(t.embedding_grads)

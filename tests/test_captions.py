@@ -1,0 +1,113 @@
+"""Word dropout and the negatives D is shown (tfvideogen/training/captions.py)."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.conftest import tiny_config
+from tfvideogen import config as config_lib
+from tfvideogen.training import captions, trainer
+
+# Token ids: 0 pad; 2 "the", 3 "digit", 4 "is", 5 "moving", 6 "up", 7 "down",
+# 8 "left", 9 "right", 10 "and", 13 "3", 17 "7".
+THREE_UD = [2, 3, 13, 4, 5, 6, 10, 7, 0]
+SEVEN_UD = [2, 3, 17, 4, 5, 6, 10, 7, 0]
+THREE_LR = [2, 3, 13, 4, 5, 8, 10, 9, 0]
+MOTION_ONLY = [2, 3, 0, 4, 5, 6, 10, 7, 0]  # "the digit is moving up and down"
+DIGIT_ONLY = [2, 3, 13, 4, 5, 0, 0, 0, 0]  # "the digit 3 is moving"
+SEED = tf.constant([1, 2], tf.int64)
+
+
+def test_drop_words_removes_words_only_and_never_empties_a_caption():
+    ids = tf.constant(np.tile(np.array([THREE_UD, [4, 0, 0, 0, 0, 0, 0, 0, 0]]), (500, 1)),
+                      tf.int64)
+    dropped = captions.drop_words(ids, 0.3, SEED).numpy()
+    words = ids.numpy() != 0
+    # Only words are touched, and a kept word keeps its id and position.
+    assert np.all(dropped[~words] == 0)
+    assert np.all((dropped == ids.numpy()) | (dropped == 0))
+    assert np.all((dropped != 0).sum(axis=1) >= 1)
+    long = dropped[::2][:, words[0]]
+    assert (long == 0).mean() == pytest.approx(0.3, abs=0.02)
+    # One-word captions: dropping the word would empty them, so it stays.
+    assert np.all(dropped[1::2, 0] == 4)
+    # Stateless: the same seed drops the same words; another seed others.
+    np.testing.assert_array_equal(captions.drop_words(ids, 0.3, SEED), dropped)
+    assert not np.array_equal(captions.drop_words(ids, 0.3, SEED + 1), dropped)
+    np.testing.assert_array_equal(captions.drop_words(ids, 0.0, SEED), ids)
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        captions.drop_words(ids, 1.0, SEED)
+
+
+def test_covers_is_word_set_inclusion():
+    full = tf.constant([THREE_UD, SEVEN_UD, THREE_LR])
+    shown = tf.constant([THREE_UD, MOTION_ONLY, DIGIT_ONLY, SEVEN_UD])
+    got = captions.covers(full[:, None], shown[None]).numpy()
+    np.testing.assert_array_equal(got, [
+        # 3 up-down, "up and down", "3", 7 up-down
+        [True, True, True, False],  # a 3 moving up and down
+        [False, True, False, True],  # a 7 moving up and down
+        [False, False, True, False],  # a 3 moving left and right
+    ])
+    np.testing.assert_array_equal(captions.covers(full, shown[:3]).numpy(), [True, True, True])
+
+
+def test_negatives_with_full_captions_are_string_inequality():
+    strings = tf.constant(["a", "b", "b", "c"])
+    mask, count, same, prev = captions.negatives(captions.caption_keys(strings))
+    # Wrong caption of clip i: clip i-1's (clip 0 gets clip 3's).
+    np.testing.assert_array_equal(mask.numpy(), [True, True, False, True])
+    np.testing.assert_array_equal(same.numpy(), strings.numpy()[:, None] == strings.numpy()[None])
+    assert count is None and prev is None
+
+
+def test_negatives_with_word_dropout_keep_consistent_captions_positive():
+    full = tf.constant([THREE_UD, SEVEN_UD, THREE_LR, THREE_UD])
+    shown = tf.constant([MOTION_ONLY, SEVEN_UD, DIGIT_ONLY, THREE_UD])  # words dropped
+    mask, count, same, prev = captions.negatives(full, shown)
+    # Wrong caption of clip i: clip i-1's shown one. Clip 0 (3 up-down) gets
+    # "3 up-down" (its own words: no negative). Clip 1 (7 up-down) gets "up and
+    # down": true of it, so no negative, though the full captions differ. Clip 2
+    # (3 left-right) gets "7 up-down": a negative. Clip 3 (3 up-down) gets "3":
+    # true of it, no negative.
+    np.testing.assert_array_equal(mask.numpy(), [False, False, True, False])
+    np.testing.assert_array_equal(same.numpy(), captions.covers(full[:, None], shown[None]))
+    assert same.numpy().diagonal().all()
+    assert count is None and prev is None
+
+
+def test_word_dropout_config_is_validated():
+    assert tiny_config("train.word_dropout=0.3").train.word_dropout == 0.3
+    for bad in ("1.0", "-0.1"):
+        with pytest.raises(ValueError, match=r"train.word_dropout must be in \[0, 1\)"):
+            tiny_config(f"train.word_dropout={bad}")
+    cfg = config_lib.apply_overrides(config_lib.get_experiment("tiny"),
+                                     ["train.word_dropout=0.3", "model.text_encoder.kind=/m"])
+    with pytest.raises(ValueError, match="needs model.text_encoder.kind=builtin"):
+        cfg.validate()
+
+
+def _two_steps(cfg, batch) -> dict:
+    keras.utils.set_random_seed(3)
+    task = trainer.build_task(cfg)
+    step_fn = trainer.make_train_step(
+        task, trainer.make_optimizer(1e-3, cfg.train, "g"),
+        trainer.make_optimizer(1e-3, cfg.train, "d"), tf.random.Generator.from_seed(0), cfg,
+        tf.distribute.get_strategy())
+    out = [step_fn(batch, tf.constant(s, tf.int64)) for s in range(2)]
+    return {k: float(v) for k, v in out[-1].items()}
+
+
+def test_train_step_with_word_dropout_trains_and_is_seeded():
+    from tfvideogen import data
+
+    batch = next(iter(data.batched(data.load("moving_shapes", frames=4, height=16, width=16), 4)))
+    cfg = tiny_config("train.word_dropout=0.5", "train.contrastive_weight=1")
+    first, again = _two_steps(cfg, batch), _two_steps(cfg, batch)
+    assert all(np.isfinite(v) for v in first.values())
+    for k in first:
+        assert again[k] == pytest.approx(first[k], rel=1e-5, abs=1e-6), k
+    # The dropout is real: without it the same seeds give other losses.
+    plain = _two_steps(tiny_config("train.contrastive_weight=1"), batch)
+    assert plain["d_loss"] != pytest.approx(first["d_loss"], rel=1e-4)
