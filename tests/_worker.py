@@ -128,8 +128,10 @@ def mirrored() -> None:
     # to lr (seen: 1.4e-5 on a CI host); with a larger epsilon the update is
     # ~lr * g / epsilon for small g, so noise stays noise while a gradient
     # scaled by the replica count (a split bug) still moves weights by ~lr/20.
+    # Augmentation and word dropout on: their draws are the global batch's.
     cfg = tiny_config("train.noise=indexed", "train.embedding_grads=dense",
-                      "train.adam_epsilon=1e-3", "train.contrastive_weight=1")
+                      "train.adam_epsilon=1e-3", "train.contrastive_weight=1",
+                      "train.augment=translation,color,cutout", "train.word_dropout=0.3")
     batch = _batch(cfg)
     one, *_, step_one = _setup(cfg, default)
     two, g2, d2, _, step_two = _setup(cfg, mirrored, source=one)

@@ -49,7 +49,8 @@ def test_mirrored_two_replicas_equal_single_device(mirrored_result):
     assert r["replicas"] == 2
     # Same global batch of 4 (2 + 2 on the replicas), same per-example noise
     # (train.noise=indexed), textbook Adam on the embedding table
-    # (train.embedding_grads=dense), same initial weights, negatives (mismatched
+    # (train.embedding_grads=dense), same initial weights, augmentation and word
+    # dropout drawn for the global batch, negatives (mismatched
     # and contrastive captions) drawn from the global batch: losses and weights
     # after two D+G steps (optimizer slots, EMA included) match one device.
     for one, two in zip(r["losses_one"], r["losses_two"]):

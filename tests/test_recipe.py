@@ -57,6 +57,11 @@ def test_augment_contract_and_gradients(policy):
     np.testing.assert_array_equal(out.numpy(), augment.augment(video, policy, seed).numpy())
     grad = tape.gradient(total, video)
     assert grad is not None and float(tf.reduce_sum(tf.abs(grad))) > 0.0  # differentiable
+    # Shares of a global batch (tf.distribute): drawn for all clips, each share
+    # takes its rows, so the shares together are the whole batch's augmentation.
+    shares = [augment.augment(tf.gather(video, rows), policy, seed, tf.constant(rows), 3)
+              for rows in ([0, 1], [2])]
+    np.testing.assert_array_equal(tf.concat(shares, 0).numpy(), out.numpy())
 
 
 def test_translation_moves_every_frame_by_the_same_shift():

@@ -257,8 +257,7 @@ def _tiny() -> ExperimentConfig:
     cfg.model.text_encoder = TextEncoderConfig(embedding_dim=8, hidden_dim=8, output_dim=16)
     cfg.model.generator = GeneratorConfig(z_dim=8, base_width=16, min_width=8, base_frames=1)
     cfg.model.discriminator = DiscriminatorConfig(base_width=8, max_width=16)
-    # No augmentation: its draws are per replica, and tests compare 1 with N
-    # replicas. No contrastive loss: the cheapest step; tests switch it on.
+    # No augmentation, no contrastive loss: the cheapest step; tests switch them on.
     cfg.train = TrainConfig(steps=4, batch_size=4, log_every=2, sample_every=4,
                             checkpoint_every=2, num_samples=2, augment="",
                             contrastive_weight=0.0)

@@ -4,6 +4,10 @@ Applied with the same policy to real and generated clips before D, so D
 never sees an augmentation only one side has, and G receives gradients through
 it. Parameters are drawn per clip and held over time, so augmentations never
 create motion that is not in the clip. Videos: float [B, T, H, W, C] in [-1, 1].
+
+Under tf.distribute, `rows`/`total` make the draws those of the global batch:
+parameters are drawn for `total` clips and each replica takes its `rows`, so
+N replicas augment exactly as one device does (same seed on every replica).
 """
 
 from __future__ import annotations
@@ -21,19 +25,32 @@ def check_policy(policy: str) -> list[str]:
     return parts
 
 
-def augment(video: tf.Tensor, policy: str, seed: tf.Tensor) -> tf.Tensor:
-    """Applies the comma-separated `policy` with stateless randomness `seed` [2]."""
+def augment(video: tf.Tensor, policy: str, seed: tf.Tensor, rows: tf.Tensor | None = None,
+            total=None) -> tf.Tensor:
+    """Applies the comma-separated `policy` with stateless randomness `seed` [2].
+
+    `rows` int [B] (optional): the clips' positions in a virtual batch of `total`
+    clips whose parameters are drawn; default: the clips are that batch.
+    """
     for i, name in enumerate(check_policy(policy)):
         s = tf.random.experimental.stateless_fold_in(seed, i)
-        video = {"color": color, "translation": translation, "cutout": cutout}[name](video, s)
+        op = {"color": color, "translation": translation, "cutout": cutout}[name]
+        video = op(video, s, rows=rows, total=total)
     return video
 
 
-def color(video: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+def _per_clip(draw, video: tf.Tensor, rows, total) -> tf.Tensor:
+    """`draw(n)` -> [..., n] parameters; this batch's columns of it."""
+    if rows is None:
+        return draw(tf.shape(video)[0])
+    return tf.gather(draw(total), rows, axis=-1)
+
+
+def color(video: tf.Tensor, seed: tf.Tensor, rows=None, total=None) -> tf.Tensor:
     """Per-clip brightness (+-0.5), saturation (0-2x) and contrast (0.5-1.5x)."""
-    b = tf.shape(video)[0]
-    shape = [b, 1, 1, 1, 1]
-    u = tf.random.stateless_uniform([3, b], seed=seed, dtype=video.dtype)
+    shape = [-1, 1, 1, 1, 1]
+    u = _per_clip(lambda n: tf.random.stateless_uniform([3, n], seed=seed, dtype=video.dtype),
+                  video, rows, total)
     video = video + tf.reshape(u[0] - 0.5, shape)
     mean = tf.reduce_mean(video, axis=-1, keepdims=True)
     video = (video - mean) * tf.reshape(u[1] * 2.0, shape) + mean
@@ -41,14 +58,17 @@ def color(video: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     return (video - mean) * tf.reshape(u[2] + 0.5, shape) + mean
 
 
-def translation(video: tf.Tensor, seed: tf.Tensor, ratio: float = 0.125) -> tf.Tensor:
+def translation(video: tf.Tensor, seed: tf.Tensor, ratio: float = 0.125, rows=None,
+                total=None) -> tf.Tensor:
     """Per-clip integer shift of up to `ratio` of the frame; uncovered pixels are black (-1)."""
-    b, t, h, w, c = (tf.shape(video)[i] for i in range(5))
+    h, w = tf.shape(video)[2], tf.shape(video)[3]
     max_y = tf.cast(tf.cast(h, tf.float32) * ratio + 0.5, tf.int32)
     max_x = tf.cast(tf.cast(w, tf.float32) * ratio + 0.5, tf.int32)
     s1, s2 = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    dy = tf.random.stateless_uniform([b], s1, -max_y, max_y + 1, dtype=tf.int32)
-    dx = tf.random.stateless_uniform([b], s2, -max_x, max_x + 1, dtype=tf.int32)
+    dy = _per_clip(lambda n: tf.random.stateless_uniform([n], s1, -max_y, max_y + 1,
+                                                         dtype=tf.int32), video, rows, total)
+    dx = _per_clip(lambda n: tf.random.stateless_uniform([n], s2, -max_x, max_x + 1,
+                                                         dtype=tf.int32), video, rows, total)
     # Gather with clamped-out-of-range indices masked to the background value -1.
     ys = tf.range(h)[None, :] - dy[:, None]  # [B, H] source rows
     xs = tf.range(w)[None, :] - dx[:, None]
@@ -59,14 +79,17 @@ def translation(video: tf.Tensor, seed: tf.Tensor, ratio: float = 0.125) -> tf.T
     return tf.where(valid, out, -tf.ones_like(out))
 
 
-def cutout(video: tf.Tensor, seed: tf.Tensor, ratio: float = 0.5) -> tf.Tensor:
+def cutout(video: tf.Tensor, seed: tf.Tensor, ratio: float = 0.5, rows=None,
+           total=None) -> tf.Tensor:
     """Per-clip square hole of `ratio` x the frame side, set to -1 in every frame."""
-    b, h, w = tf.shape(video)[0], tf.shape(video)[2], tf.shape(video)[3]
+    h, w = tf.shape(video)[2], tf.shape(video)[3]
     size_y = tf.cast(tf.cast(h, tf.float32) * ratio + 0.5, tf.int32)
     size_x = tf.cast(tf.cast(w, tf.float32) * ratio + 0.5, tf.int32)
     s1, s2 = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    cy = tf.random.stateless_uniform([b], s1, 0, h + 1 - size_y % 2, dtype=tf.int32)
-    cx = tf.random.stateless_uniform([b], s2, 0, w + 1 - size_x % 2, dtype=tf.int32)
+    cy = _per_clip(lambda n: tf.random.stateless_uniform([n], s1, 0, h + 1 - size_y % 2,
+                                                         dtype=tf.int32), video, rows, total)
+    cx = _per_clip(lambda n: tf.random.stateless_uniform([n], s2, 0, w + 1 - size_x % 2,
+                                                         dtype=tf.int32), video, rows, total)
     ys, xs = tf.range(h)[None, :], tf.range(w)[None, :]
     in_y = tf.abs(ys - cy[:, None]) < (size_y + 1) // 2  # [B, H]
     in_x = tf.abs(xs - cx[:, None]) < (size_x + 1) // 2

@@ -27,17 +27,36 @@ def caption_keys(captions: tf.Tensor) -> tf.Tensor:
     return tf.strings.to_hash_bucket_fast(captions, 2**62)
 
 
-def drop_words(ids: tf.Tensor, rate: float, seed: tf.Tensor) -> tf.Tensor:
+def global_rows(n) -> tuple[tf.Tensor, tf.Tensor]:
+    """(int32 [n] positions of this replica's `n` clips in the global batch, its size).
+
+    Replica context; replicas hold contiguous shares, in replica order.
+    """
+    ctx = tf.distribute.get_replica_context()
+    if ctx.num_replicas_in_sync == 1:
+        return tf.range(n), tf.convert_to_tensor(n)
+    sizes = ctx.all_gather(tf.reshape(n, [1]), axis=0)
+    return tf.reduce_sum(sizes[:ctx.replica_id_in_sync_group]) + tf.range(n), tf.reduce_sum(sizes)
+
+
+def drop_words(ids: tf.Tensor, rate: float, seed: tf.Tensor, rows: tf.Tensor | None = None,
+               total=None) -> tf.Tensor:
     """Word dropout: int ids [n, L] (PAD_ID = padding) -> the same with words removed.
 
     Each word is removed (set to PAD_ID, positions kept) with probability `rate`;
     a caption that would lose every word keeps all of them. `seed`: int [2],
     stateless, so a resumed run drops the same words as an uninterrupted one.
+    `rows`/`total` (optional, see `global_rows`): draw for the global batch and
+    take these rows, so N replicas drop the words one device would.
     """
     if not 0.0 <= rate < 1.0:
         raise ValueError(f"word dropout rate must be in [0, 1), got {rate}")
     words = tf.not_equal(ids, PAD_ID)
-    keep = words & (tf.random.stateless_uniform(tf.shape(ids), seed) >= rate)
+    if rows is None:
+        u = tf.random.stateless_uniform(tf.shape(ids), seed)
+    else:
+        u = tf.gather(tf.random.stateless_uniform([total, tf.shape(ids)[1]], seed), rows)
+    keep = words & (u >= rate)
     emptied = ~tf.reduce_any(keep, axis=1, keepdims=True)
     keep = tf.where(emptied, words, keep)
     return tf.where(keep, ids, tf.zeros_like(ids))
@@ -74,13 +93,12 @@ def negatives(full: tf.Tensor, shown: tf.Tensor | None = None):
     # `fits(full, shown)`: elementwise, broadcasting over leading dimensions.
     fits = tf.equal if shown is None else covers
     shown = full if shown is None else shown
+    own, total = global_rows(tf.shape(full)[0])
     if replicas == 1:
-        all_full, all_shown, own = full, shown, tf.range(tf.shape(full)[0])
+        all_full, all_shown = full, shown
     else:
         all_full, all_shown = ctx.all_gather(full, axis=0), ctx.all_gather(shown, axis=0)
-        sizes = ctx.all_gather(tf.shape(full)[:1], axis=0)
-        own = tf.reduce_sum(sizes[:ctx.replica_id_in_sync_group]) + tf.range(tf.shape(full)[0])
-    prev = (own - 1) % tf.shape(all_full)[0]
+    prev = (own - 1) % total
     # Clip i of the global batch against its predecessor's shown caption.
     global_mask = ~fits(all_full, tf.roll(all_shown, shift=1, axis=0))
     same_caption = fits(full[:, None], all_shown[None])

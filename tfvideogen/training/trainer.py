@@ -327,26 +327,39 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
 
     policy = augment_lib.check_policy(t.augment) and t.augment
 
-    def d_input(clips, seed):
-        # DiffAugment: the same policy for real and fake, fresh parameters per clip.
-        return augment_lib.augment(clips, policy, seed) if policy else clips
+    def d_input(clips, seed, rows, groups: int):
+        """DiffAugment: the same policy for real and fake, fresh parameters per clip.
+
+        `clips` holds `groups` stacked shares of this replica's clips; `rows`:
+        None (one replica) or (positions, size) in the global batch, whose draws
+        each replica then takes its rows of.
+        """
+        if not policy:
+            return clips
+        if rows is None:
+            return augment_lib.augment(clips, policy, seed)
+        own, total = rows
+        own = tf.concat([own + g * total for g in range(groups)], 0)
+        return augment_lib.augment(clips, policy, seed, own, groups * total)
 
     def replica_step(batch, step, stop, r1):
         video, captions = batch["video"], batch["caption"]
         z = noise(tf.shape(video)[0], step)
-        # Stateless augmentation seeds: a function of (seed, replica, step), so a
-        # resumed run augments exactly as an uninterrupted one.
-        replica = tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group, tf.int64)
-        aug_seed = tf.stack([tf.constant(t.seed, tf.int64) * 65537 + replica, step])
+        # Stateless seeds for augmentation and word dropout: a function of (seed,
+        # step) drawn for the global batch, so a resumed run, and N replicas,
+        # draw exactly what an uninterrupted run on one device does.
+        aug_seed = tf.stack([tf.constant(t.seed, tf.int64) * 65537, step])
+        rows = None if replicas == 1 else captions_lib.global_rows(tf.shape(video)[0])
         if t.word_dropout:
             ids = text_inputs(captions)  # the builtin encoder's token ids (validated)
-            text = captions_lib.drop_words(ids, t.word_dropout,
-                                           tf.random.experimental.stateless_fold_in(aug_seed, 2))
+            text = captions_lib.drop_words(
+                ids, t.word_dropout, tf.random.experimental.stateless_fold_in(aug_seed, 2),
+                *(rows or ()))
             negatives = captions_lib.negatives(ids, text)
         else:
             text = text_inputs(captions)
             negatives = captions_lib.negatives(captions_lib.caption_keys(captions))
-        out = core(video, text, *negatives, z, aug_seed, r1)
+        out = core(video, text, *negatives, z, aug_seed, rows, r1)
         return {**out, "stop": tf.cast(stop, tf.float32)}
 
     grads = embedding_gradients(t.embedding_grads)
@@ -358,7 +371,7 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
                                   t.contrastive_temperature)
 
     def update(video, text, mismatch_mask, mismatch_count, same_caption, prev, z, aug_seed,
-               r1: bool):
+               rows, r1: bool):
         """`prev` None: one replica. Else the global-batch index of each clip's
         predecessor, `same_caption` is [local clips, global captions] and
         `mismatch_count` the global number of mismatched pairs / replicas."""
@@ -385,7 +398,7 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
             # One D pass over [real; fake; real-with-wrong-caption]: D is per-sample.
             clips = tf.concat([video, tf.stop_gradient(tf.cast(fake, video.dtype)), video], 0)
             logits, features = disc(
-                d_input(clips, tf.random.experimental.stateless_fold_in(aug_seed, 0)),
+                d_input(clips, tf.random.experimental.stateless_fold_in(aug_seed, 0), rows, 3),
                 tf.concat([emb, emb, wrong], 0), training=True, return_features=True)
             real_l, fake_l, mis_l = tf.split(logits, 3, axis=0)
             d_loss = losses.discriminator_loss(t.loss, real_l, fake_l, mis_l, mismatch_mask,
@@ -411,7 +424,7 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
         d_opt.apply(grads(d_tape.gradient(d_obj, d_vars)), d_vars)
 
         with g_tape:
-            g_in = d_input(fake, tf.random.experimental.stateless_fold_in(aug_seed, 1))
+            g_in = d_input(fake, tf.random.experimental.stateless_fold_in(aug_seed, 1), rows, 1)
             g_logits, g_features = disc(g_in, cond, training=True, return_features=True)
             g_loss = losses.generator_loss(t.loss, g_logits)
             g_obj = g_loss
