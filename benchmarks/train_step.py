@@ -8,8 +8,9 @@ input-wait fraction and peak RSS per config.
 Per case: the step is timed on one cached batch (compute only), then for
 --pipeline_steps fed by the real input pipeline (time in `next()` = input
 wait). FLOPs are counted from the layer shapes (benchmarks/flops.py) and rated
-against an fp32 matmul peak measured at the start of the same process
-(benchmarks/matmul_peak.py). Prints a table and writes JSON (--out). Not a
+against the fp32 matmul peak measured at the start of the same process
+(benchmarks/matmul_peak.py; `pct_peak`) and, for mixed_bfloat16, the bfloat16
+one too (`pct_own_peak`). Prints a table and writes JSON (--out). Not a
 test: numbers depend on the machine and on what else runs on it.
 """
 
@@ -32,7 +33,8 @@ flags.DEFINE_integer("warmup", 3, "Untimed steps per case (tracing, allocator)."
 flags.DEFINE_string("cases", "default,64x64_b16_transpose,64x64_b16_nearest,64x64_b16_mocogan",
                     "Comma-separated cases (see CASES).")
 flags.DEFINE_integer("pipeline_steps", 5, "Steps fed by the real input pipeline (0 = skip).")
-flags.DEFINE_float("peak_seconds", 4.0, "Seconds of fp32 matmul to measure the peak (0 = skip).")
+flags.DEFINE_float("peak_seconds", 4.0,
+                   "Seconds of matmul per dtype (float32, bfloat16) for the peaks (0 = skip).")
 flags.DEFINE_integer("intra_op_threads", 0, "TF intra-op threads (0 = TF default).")
 flags.DEFINE_integer("inter_op_threads", 0, "TF inter-op threads (0 = TF default).")
 flags.DEFINE_string("out", "benchmarks/results/train_step.json", "JSON output path.")
@@ -56,7 +58,8 @@ CASES = {
 
 
 def bench_case(name: str, experiment: str, overrides: list[str], steps: int, warmup: int,
-               peak_gflops: float) -> dict:
+               peaks: dict[str, float]) -> dict:
+    """One case's row; `peaks`: matmul GFLOP/s by dtype (may be empty)."""
     import tensorflow as tf
 
     from benchmarks import flops as flops_lib
@@ -122,11 +125,16 @@ def bench_case(name: str, experiment: str, overrides: list[str], steps: int, war
         "ms_per_video": 1000 * dt / t.batch_size,
         "gflop_per_step": flops["total"] / 1e9,
         "g_gflop_per_video": flops["g_forward_per_video"] / 1e9,
-        "gflops": gflops, "pct_peak": 100 * gflops / peak_gflops if peak_gflops else float("nan"),
+        "gflops": gflops, "pct_peak": _pct(gflops, peaks.get("float32")),
+        "pct_own_peak": _pct(gflops, peaks.get(t.mixed_precision.replace("mixed_", ""))),
         "fed_s_per_step": fed_dt, "input_wait_frac": wait_frac,
         # ru_maxrss is the process high-water mark: cumulative over the cases run so far.
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
+
+
+def _pct(gflops: float, peak: float | None) -> float:
+    return 100 * gflops / peak if peak else float("nan")
 
 
 def main(argv):
@@ -142,18 +150,21 @@ def main(argv):
     runtime = config_lib.TrainConfig(intra_op_threads=FLAGS.intra_op_threads,
                                      inter_op_threads=FLAGS.inter_op_threads)
     trainer.configure_runtime(runtime)
-    peak = matmul_peak(seconds=FLAGS.peak_seconds) if FLAGS.peak_seconds else {}
-    peak_gflops = peak.get("best_gflops", 0.0)
-    if peak:
-        print(f"fp32 matmul peak (this process): {peak_gflops:.1f} GFLOP/s "
+    # The fp32 peak is the yardstick (pct_peak); the bfloat16 one rates
+    # mixed_bfloat16 cases against their own compute dtype (pct_own_peak): on
+    # CPUs with AMX it is several times the fp32 peak.
+    peaks = {dtype: matmul_peak(seconds=FLAGS.peak_seconds, dtype=dtype)
+             for dtype in ("float32", "bfloat16")} if FLAGS.peak_seconds else {}
+    for dtype, peak in peaks.items():
+        print(f"{dtype} matmul peak (this process): {peak['best_gflops']:.1f} GFLOP/s "
               f"(median {peak['median_gflops']:.1f})")
-    rows = [bench_case(name, *CASES[name], FLAGS.steps, FLAGS.warmup, peak_gflops)
-            for name in names]
+    best = {dtype: peak["best_gflops"] for dtype, peak in peaks.items()}
+    rows = [bench_case(name, *CASES[name], FLAGS.steps, FLAGS.warmup, best) for name in names]
     cols = ["case", "clip", "batch", "precision", "jit", "upsampling", "frame_head",
             "text_encoder", "text_cache", "g_params", "d_params", "first_step_s", "s_per_step",
             "cpu_s_per_step", "videos_per_s", "ms_per_video", "gflop_per_step",
-            "g_gflop_per_video", "gflops", "pct_peak", "fed_s_per_step", "input_wait_frac",
-            "peak_rss_mb"]
+            "g_gflop_per_video", "gflops", "pct_peak", "pct_own_peak", "fed_s_per_step",
+            "input_wait_frac", "peak_rss_mb"]
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
     for r in rows:
@@ -162,7 +173,7 @@ def main(argv):
     os.makedirs(os.path.dirname(FLAGS.out) or ".", exist_ok=True)
     tmp = FLAGS.out + ".tmp"
     with open(tmp, "w") as f:
-        json.dump({"overrides": list(FLAGS.override), "matmul_peak": peak,
+        json.dump({"overrides": list(FLAGS.override), "matmul_peaks": peaks,
                    "threads": [FLAGS.intra_op_threads, FLAGS.inter_op_threads],
                    "load_average": os.getloadavg(), "results": rows}, f, indent=2)
     os.replace(tmp, FLAGS.out)
