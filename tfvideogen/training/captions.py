@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-PAD_ID = 0  # the builtin encoder's padding id (models.text_encoder.PAD_ID)
+from tfvideogen.models.text_encoder import PAD_ID
 
 
 def caption_keys(captions: tf.Tensor) -> tf.Tensor:
@@ -73,13 +73,14 @@ def covers(full: tf.Tensor, shown: tf.Tensor) -> tf.Tensor:
     return tf.reduce_all(tf.reduce_any(same, axis=-1) | tf.equal(shown, PAD_ID), axis=-1)
 
 
-def negatives(full: tf.Tensor, shown: tf.Tensor | None = None):
+def negatives(full: tf.Tensor, shown: tf.Tensor | None = None, rows=None):
     """Mismatch and contrastive masks of this replica's clips (replica context).
 
     `full`: each clip's caption key, int64 [n] (`caption_keys`) or token ids
     [n, L]; `shown`: the token ids D sees ([n, L], word dropout) or None (D sees
     `full`, compared by equality). Each clip's wrong caption is its predecessor's
     in the global batch (the last replica's last clip precedes the first clip).
+    `rows`: `global_rows(n)` if the caller has it already (saves a collective).
 
     Returns `mismatch_mask` bool [n] (the wrong caption contradicts the clip),
     `mismatch_count` (the global mask's sum / replicas: the divisor that makes
@@ -93,16 +94,15 @@ def negatives(full: tf.Tensor, shown: tf.Tensor | None = None):
     # `fits(full, shown)`: elementwise, broadcasting over leading dimensions.
     fits = tf.equal if shown is None else covers
     shown = full if shown is None else shown
-    own, total = global_rows(tf.shape(full)[0])
     if replicas == 1:
         all_full, all_shown = full, shown
     else:
         all_full, all_shown = ctx.all_gather(full, axis=0), ctx.all_gather(shown, axis=0)
-    prev = (own - 1) % total
     # Clip i of the global batch against its predecessor's shown caption.
     global_mask = ~fits(all_full, tf.roll(all_shown, shift=1, axis=0))
     same_caption = fits(full[:, None], all_shown[None])
     if replicas == 1:
         return global_mask, None, same_caption, None
+    own, total = rows if rows is not None else global_rows(tf.shape(full)[0])
     count = tf.reduce_sum(tf.cast(global_mask, tf.float32)) / replicas
-    return tf.gather(global_mask, own), count, same_caption, prev
+    return tf.gather(global_mask, own), count, same_caption, (own - 1) % total

@@ -355,10 +355,10 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
             text = captions_lib.drop_words(
                 ids, t.word_dropout, tf.random.experimental.stateless_fold_in(aug_seed, 2),
                 *(rows or ()))
-            negatives = captions_lib.negatives(ids, text)
+            negatives = captions_lib.negatives(ids, text, rows)
         else:
             text = text_inputs(captions)
-            negatives = captions_lib.negatives(captions_lib.caption_keys(captions))
+            negatives = captions_lib.negatives(captions_lib.caption_keys(captions), rows=rows)
         out = core(video, text, *negatives, z, aug_seed, rows, r1)
         return {**out, "stop": tf.cast(stop, tf.float32)}
 
