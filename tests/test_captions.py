@@ -111,3 +111,41 @@ def test_train_step_with_word_dropout_trains_and_is_seeded():
     # The dropout is real: without it the same seeds give other losses.
     plain = _two_steps(tiny_config("train.contrastive_weight=1"), batch)
     assert plain["d_loss"] != pytest.approx(first["d_loss"], rel=1e-4)
+
+
+def test_word_targets_are_the_captions_known_words():
+    table = captions.word_table(["a", "red", "square", "is"])
+    got = captions.word_targets(tf.constant(["A red, square!", "a blue thing", "", "is is"]),
+                                table, 4)
+    np.testing.assert_array_equal(got.numpy(), [[1, 1, 1, 0], [1, 0, 0, 0], [0, 0, 0, 0],
+                                                [0, 0, 0, 1]])
+    # A batch of empty captions: zeros, not -inf.
+    np.testing.assert_array_equal(
+        captions.word_targets(tf.constant(["", ""]), table, 4).numpy(), np.zeros((2, 4)))
+
+
+def test_word_head_config_is_validated():
+    assert tiny_config("model.discriminator.word_head=true").model.discriminator.word_head
+    with pytest.raises(ValueError, match="word_head and train.word_dropout cannot be combined"):
+        tiny_config("model.discriminator.word_head=true", "train.word_dropout=0.2")
+    with pytest.raises(ValueError, match="train.word_weight must be >= 0"):
+        tiny_config("train.word_weight=-1")
+
+
+def test_train_step_with_word_head_trains_it_and_is_seeded():
+    from tfvideogen import data
+
+    batch = next(iter(data.batched(data.load("moving_shapes", frames=4, height=16, width=16), 4)))
+    cfg = tiny_config("model.discriminator.word_head=true")
+    first, again = _two_steps(cfg, batch), _two_steps(cfg, batch)
+    assert {"d_words", "g_words"} <= set(first)
+    assert all(np.isfinite(v) for v in first.values())
+    for k in first:
+        assert again[k] == pytest.approx(first[k], rel=1e-5, abs=1e-6), k
+    # The head is built over the dataset's vocabulary and its loss is live: with
+    # weight 0 the same seeds give another D loss trajectory.
+    task = trainer.build_task(cfg)
+    assert task.discriminator.word_classes == len(trainer.dataset_for(cfg).vocabulary())
+    off = _two_steps(tiny_config("model.discriminator.word_head=true", "train.word_weight=0"),
+                     batch)
+    assert off["d_loss"] != pytest.approx(first["d_loss"], rel=1e-4)

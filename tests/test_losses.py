@@ -100,3 +100,22 @@ def test_contrastive_by_hand_with_a_repeated_caption():
     assert float(two) == pytest.approx(expected, rel=1e-6)
     # All captions equal: every column is a positive, nothing to push apart.
     assert float(losses.contrastive(s, np.ones((3, 3), bool), t)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_word_classification_by_hand():
+    # Row 0 holds words 0-2 under uniform logits; row 1 holds no known word
+    # (skipped); row 2 holds word 0 with logits (5, 0, 0, 0).
+    logits = np.array([[0, 0, 0, 0], [1, 2, 3, 4], [5, 0, 0, 0]], np.float32)
+    words = np.array([[1, 1, 1, 0], [0, 0, 0, 0], [1, 0, 0, 0]], np.float32)
+    row0 = math.log(4 / 3)  # KL(uniform over 3 || uniform over 4)
+    row2 = math.log(1 + 3 * math.exp(-5))
+    expected = (row0 + row2) / 2
+    assert float(losses.word_classification(logits, words)) == pytest.approx(expected, rel=1e-5)
+    # Heads [heads, B, V] average like rows.
+    two = losses.word_classification(np.stack([logits, logits]), words)
+    assert float(two) == pytest.approx(expected, rel=1e-5)
+    # A classifier that puts all mass evenly on the caption's words scores 0.
+    perfect = np.where(words > 0, 0.0, -1e4).astype(np.float32)
+    assert float(losses.word_classification(perfect, words)) == pytest.approx(0.0, abs=1e-6)
+    # No known word anywhere: nothing to learn, 0 (not NaN).
+    assert float(losses.word_classification(logits, np.zeros_like(words))) == 0.0

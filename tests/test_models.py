@@ -138,6 +138,21 @@ def test_discriminator_heads(frame_frames, sn, stem):
         models.VideoDiscriminator(frames=4, size=16, frame_stem=4)
 
 
+@pytest.mark.parametrize("frame_frames", [0, 2])
+def test_discriminator_word_head(frame_frames):
+    d = models.VideoDiscriminator(frames=4, size=16, text_dim=6, base_width=8, max_width=16,
+                                  frame_frames=frame_frames, word_classes=7)
+    _, features = d(tf.random.normal([5, 4, 16, 16, 3]), tf.random.normal([5, 6]),
+                    return_features=True)
+    words = d.word_logits(features)
+    assert words.shape == (d.heads, 5, 7) and words.dtype == tf.float32
+    plain = models.VideoDiscriminator(frames=4, size=16, frame_frames=frame_frames)
+    with pytest.raises(ValueError, match="no word head"):
+        plain.word_logits(features)
+    with pytest.raises(ValueError, match="word_classes must be >= 0"):
+        models.VideoDiscriminator(frames=4, size=16, word_classes=-1)
+
+
 def test_discriminator_video_head_on_a_downsampled_clip():
     # DVD-GAN's temporal D: the video head of a 16 px D with video_downsample=2 is
     # a video head over the 2x2 average-pooled (8 px) clip.
@@ -209,7 +224,7 @@ def test_nearest_up_conv_equals_upsample_then_conv(time):
                                   min_width=4, base_frames=1, output_activation="leaky_tanh"),
     lambda: models.VideoDiscriminator(frames=4, size=16, text_dim=5, base_width=4, max_width=8,
                                       spectral_norm=True, frame_frames=2, video_downsample=2,
-                                      frame_stem=3),
+                                      frame_stem=3, word_classes=4),
     lambda: layers.ConditionalNorm(3, epsilon=1e-3),
 ])
 def test_config_round_trip(make):

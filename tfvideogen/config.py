@@ -102,6 +102,11 @@ class DiscriminatorConfig:
     video_downsample: int = 1
     # Width of a stride-1 full-resolution conv opening the frame head (0 = none).
     frame_stem: int = 0
+    # Auxiliary word classifier on each head's pooled features (AC-GAN over the
+    # caption's words): D learns on real clips which vocabulary words their
+    # caption holds, G is trained to make its clips show its caption's words.
+    # Weighted by train.word_weight. Off by default (README#Quality).
+    word_head: bool = False
 
 
 @dataclasses.dataclass
@@ -133,6 +138,8 @@ class TrainConfig:
     # learns what each word alone says; meant for compositional generalisation
     # (held-out attribute pairs). Off by default (README#Quality).
     word_dropout: float = 0.0
+    # Weight of the word-classifier loss (model.discriminator.word_head) for D and G.
+    word_weight: float = 1.0
     # Video-caption contrastive loss (XMC-GAN) on D's pooled features: D learns it
     # on real clips, G on its own; each clip is told apart from the batch's other
     # captions (0 = off). On by default: without it the default run can collapse
@@ -219,6 +226,12 @@ class ExperimentConfig:
         if self.train.word_dropout and self.model.text_encoder.kind != "builtin":
             raise ValueError("train.word_dropout needs model.text_encoder.kind=builtin (it drops "
                              f"token ids), got {self.model.text_encoder.kind!r}")
+        if self.train.word_weight < 0:
+            raise ValueError(f"train.word_weight must be >= 0, got {self.train.word_weight}")
+        if self.model.discriminator.word_head and self.train.word_dropout:
+            raise ValueError("model.discriminator.word_head and train.word_dropout cannot be "
+                             "combined: a word-dropped caption does not say which words "
+                             "its clip lacks")
         if self.train.r1_every <= 0:
             raise ValueError(f"train.r1_every must be positive, got {self.train.r1_every}")
         _check_choice("model.generator.kind", g.kind, ("conv3d", "mocogan"))

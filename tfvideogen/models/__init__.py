@@ -64,7 +64,9 @@ def build_task(cfg: ModelConfig, vocabulary: Sequence[str], frames: int, size: i
                                        spectral_norm=d.spectral_norm,
                                        frame_frames=d.frame_frames,
                                        video_downsample=d.video_downsample,
-                                       frame_stem=d.frame_stem, name="discriminator")
+                                       frame_stem=d.frame_stem,
+                                       word_classes=len(vocabulary) if d.word_head else 0,
+                                       name="discriminator")
     task = TextToVideo(encoder, generator, discriminator, ema_generator, name="text_to_video")
     task.build()
     if ema_generator is not None:

@@ -21,7 +21,10 @@ class VideoDiscriminator(keras.Model):
     discriminator): motion at 1/k^2 of the 3D-conv cost, detail left to the
     frame head. `frame_stem` = n > 0 opens the frame head with a stride-1 3x3
     conv of width n at full resolution, so corners are seen before the first
-    stride-2 layer. Each head is conditioned by projection
+    stride-2 layer. `word_classes` = V > 0 adds a word classifier (Dense to V
+    logits) on each head's pooled features, read by `word_logits`: which of
+    the V vocabulary words the clip's caption holds (an AC-GAN-style
+    auxiliary task over caption words). Each head is conditioned by projection
     (Miyato & Koyama 2018): logit = w.h + <h, V text>, so a real clip with a
     wrong caption can be scored as fake.
     """
@@ -29,7 +32,7 @@ class VideoDiscriminator(keras.Model):
     def __init__(self, frames: int = 16, size: int = 32, text_dim: int = 128,
                  base_width: int = 32, max_width: int = 256, spectral_norm: bool = False,
                  frame_frames: int = 0, video_downsample: int = 1, frame_stem: int = 0,
-                 **kwargs):
+                 word_classes: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.frames, self.size, self.text_dim = frames, size, text_dim
         self.base_width, self.max_width = base_width, max_width
@@ -48,6 +51,9 @@ class VideoDiscriminator(keras.Model):
             raise ValueError(f"frame_stem must be >= 0 and needs frame_frames > 0, got "
                              f"frame_stem={frame_stem}, frame_frames={frame_frames}")
         self.frame_stem = frame_stem
+        if word_classes < 0:
+            raise ValueError(f"word_classes must be >= 0, got {word_classes}")
+        self.word_classes = word_classes
 
         self.seed_generator = keras.random.SeedGenerator(0, name="frame_sampler")
 
@@ -89,6 +95,10 @@ class VideoDiscriminator(keras.Model):
                 keras.layers.Dense(self.frame_width, use_bias=False, name="f_proj",
                                    dtype="float32"),
                 spectral_norm)
+        if word_classes:
+            self.v_words = keras.layers.Dense(word_classes, name="v_words", dtype="float32")
+            if frame_frames:
+                self.f_words = keras.layers.Dense(word_classes, name="f_words", dtype="float32")
 
     def _convs(self, prefix: str) -> list[keras.layers.Layer]:
         out = []
@@ -119,6 +129,8 @@ class VideoDiscriminator(keras.Model):
             t, s, c = t // conv.strides[0], s // 2, conv.filters
         self.video_head.build((None, c))
         self.video_embed.build((None, self.text_dim))
+        if self.word_classes:
+            self.v_words.build((None, c))
         if self.frame_frames:
             s, c = self.size, 3
             if self.frame_stem:
@@ -129,6 +141,8 @@ class VideoDiscriminator(keras.Model):
                 s, c = s // 2, getattr(layer, "layer", layer).filters
             self.frame_head.build((None, c))
             self.frame_embed.build((None, self.text_dim))
+            if self.word_classes:
+                self.f_words.build((None, c))
         self.built = True
 
     def _project(self, h, text, head, embed):
@@ -188,9 +202,18 @@ class VideoDiscriminator(keras.Model):
             out.append(ops.matmul(h, ops.transpose(e)))
         return ops.stack(out)
 
+    def word_logits(self, features):
+        """Word-classifier logits float32 [heads, B, word_classes] from the pooled
+        `features` of `call(..., return_features=True)`."""
+        if not self.word_classes:
+            raise ValueError("this discriminator has no word head (word_classes=0)")
+        heads = [self.v_words] + ([self.f_words] if self.frame_frames else [])
+        return ops.stack([ops.cast(head(ops.cast(h, "float32")), "float32")
+                          for h, head in zip(features, heads)])
+
     def get_config(self):
         return {**super().get_config(), "frames": self.frames, "size": self.size,
                 "text_dim": self.text_dim, "base_width": self.base_width,
                 "max_width": self.max_width, "spectral_norm": self.spectral_norm,
                 "frame_frames": self.frame_frames, "video_downsample": self.video_downsample,
-                "frame_stem": self.frame_stem}
+                "frame_stem": self.frame_stem, "word_classes": self.word_classes}

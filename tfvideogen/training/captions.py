@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfvideogen.models.text_encoder import PAD_ID
+from tfvideogen.models.text_encoder import PAD_ID, normalize
 
 
 def caption_keys(captions: tf.Tensor) -> tf.Tensor:
@@ -106,3 +106,20 @@ def negatives(full: tf.Tensor, shown: tf.Tensor | None = None, rows=None):
     own, total = rows if rows is not None else global_rows(tf.shape(full)[0])
     count = tf.reduce_sum(tf.cast(global_mask, tf.float32)) / replicas
     return tf.gather(global_mask, own), count, same_caption, (own - 1) % total
+
+
+def word_table(vocabulary) -> tf.lookup.StaticHashTable:
+    """word -> its index in `vocabulary` (int64), -1 for any other word."""
+    words = tf.constant(list(vocabulary), tf.string)
+    index = tf.range(tf.size(words, tf.int64), dtype=tf.int64)
+    return tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(words, index),
+                                     default_value=-1)
+
+
+def word_targets(captions: tf.Tensor, table: tf.lookup.StaticHashTable, size: int) -> tf.Tensor:
+    """tf.string [n] -> float32 [n, size] multi-hot: which vocabulary words each
+    caption holds (normalised as the built-in encoder does; other words ignored)."""
+    words = tf.strings.split(normalize(captions))
+    ids = tf.ragged.map_flat_values(table.lookup, words).to_tensor(default_value=-1)
+    # A sum, not a max: a max over zero words (all captions empty) is -inf.
+    return tf.minimum(tf.reduce_sum(tf.one_hot(ids, size, dtype=tf.float32), axis=1), 1.0)

@@ -112,3 +112,23 @@ def contrastive(similarity, positives, temperature: float = 0.1) -> tf.Tensor:
     log_all = tf.reduce_logsumexp(s, axis=-1)
     log_pos = tf.reduce_logsumexp(tf.where(pos, s, tf.fill(tf.shape(s), -1e9)), axis=-1)
     return tf.reduce_mean(log_all - log_pos)
+
+
+def word_classification(logits, words) -> tf.Tensor:
+    """Caption-word classification loss (multi-label softmax), >= 0.
+
+    `logits` [B, V] or [heads, B, V]: a word classifier's scores over the
+    vocabulary; `words` [B, V] multi-hot (0/1): the words clip b's caption
+    holds. Per row: KL(q || softmax(logits)) with q uniform over the caption's
+    words (cross-entropy minus q's entropy, so a perfect classifier scores 0),
+    averaged over rows that hold at least one known word (and heads).
+    """
+    logits = _f32(logits)
+    q = _f32(words)
+    n = tf.reduce_sum(q, axis=-1)
+    q = tf.math.divide_no_nan(q, n[:, None])
+    log_p = tf.nn.log_softmax(logits, axis=-1)
+    safe_log_q = tf.math.log(tf.where(q > 0, q, tf.ones_like(q)))
+    kl = tf.reduce_sum(q * (safe_log_q - log_p), axis=-1)  # [B] or [heads, B]
+    valid = tf.broadcast_to(tf.cast(n > 0, tf.float32), tf.shape(kl))
+    return tf.math.divide_no_nan(tf.reduce_sum(kl * valid), tf.reduce_sum(valid))

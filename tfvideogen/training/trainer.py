@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -292,7 +293,8 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
     wants to stop; `r1` (Python bool, one trace each) adds the lazy R1
     penalty to this step's D loss. Returns float32
     scalars averaged over replicas: d_loss, g_loss, real_logit, fake_logit
-    (d_contrastive and g_contrastive when `train.contrastive_weight` > 0),
+    (d_contrastive and g_contrastive when `train.contrastive_weight` > 0, d_words
+    and g_words with `model.discriminator.word_head`),
     and `stop` (> 0 when any worker asked to stop: all stop at the same step).
 
     D sees real clips with their captions (positives), generated clips and
@@ -315,6 +317,15 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
     replicas = strategy.num_replicas_in_sync
     scaled = isinstance(g_opt, keras.optimizers.LossScaleOptimizer)
     text_inputs, embed = _text_path(enc, t.jit_compile)
+    word_classes = disc.word_classes
+    if word_classes:
+        vocabulary = dataset_for(cfg).vocabulary()
+        if len(vocabulary) != word_classes:
+            raise SetupError(f"the discriminator's word head has {word_classes} classes, the "
+                             f"dataset's vocabulary {len(vocabulary)} words")
+        words_of = functools.partial(captions_lib.word_targets,
+                                     table=captions_lib.word_table(vocabulary),
+                                     size=word_classes)
 
     def noise(n, step):
         if t.noise == "stream":
@@ -359,7 +370,8 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
         else:
             text = text_inputs(captions)
             negatives = captions_lib.negatives(captions_lib.caption_keys(captions), rows=rows)
-        out = core(video, text, *negatives, z, aug_seed, rows, r1)
+        words = words_of(captions) if word_classes else None
+        out = core(video, text, *negatives, words, z, aug_seed, rows, r1)
         return {**out, "stop": tf.cast(stop, tf.float32)}
 
     grads = embedding_gradients(t.embedding_grads)
@@ -370,11 +382,12 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
         return losses.contrastive(disc.similarity(features, emb), same_caption,
                                   t.contrastive_temperature)
 
-    def update(video, text, mismatch_mask, mismatch_count, same_caption, prev, z, aug_seed,
-               rows, r1: bool):
+    def update(video, text, mismatch_mask, mismatch_count, same_caption, prev, words, z,
+               aug_seed, rows, r1: bool):
         """`prev` None: one replica. Else the global-batch index of each clip's
         predecessor, `same_caption` is [local clips, global captions] and
-        `mismatch_count` the global number of mismatched pairs / replicas."""
+        `mismatch_count` the global number of mismatched pairs / replicas.
+        `words`: multi-hot [clips, V] of each caption's words (word head) or None."""
         d_vars = disc.trainable_variables + enc.trainable_variables
         g_vars = gen.trainable_variables
         with tf.GradientTape() as d_tape:
@@ -410,6 +423,13 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
                 extra["d_contrastive"] = contrastive([f[:n] for f in features], all_emb,
                                                      same_caption)
                 d_obj += t.contrastive_weight * extra["d_contrastive"]
+            if words is not None:
+                # Real clips only (as in improved AC-GAN variants): D learns what the
+                # words look like, not how to name G's failures.
+                n = tf.shape(video)[0]
+                extra["d_words"] = losses.word_classification(
+                    disc.word_logits([f[:n] for f in features]), words)
+                d_obj += t.word_weight * extra["d_words"]
             if r1:
                 # Lazy R1 (StyleGAN2): every r1_every-th step, weighted by r1_every.
                 with tf.GradientTape() as r1_tape:
@@ -431,6 +451,9 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
             if contrast:
                 extra["g_contrastive"] = contrastive(g_features, all_cond, same_caption)
                 g_obj += t.contrastive_weight * extra["g_contrastive"]
+            if words is not None:
+                extra["g_words"] = losses.word_classification(disc.word_logits(g_features), words)
+                g_obj += t.word_weight * extra["g_words"]
             g_obj = g_obj / replicas
             if scaled:
                 g_obj = g_opt.scale_loss(g_obj)
