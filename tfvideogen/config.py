@@ -130,6 +130,9 @@ class TrainConfig:
     # near-zero gradient: with 1e-7 a gradient of 1e-8 (float noise) still moves
     # a weight by ~lr / 10.
     adam_epsilon: float = 1e-7
+    # Both learning rates fall linearly to 0 over the run's last `lr_decay_steps`
+    # steps (0 = constant). The schedule depends on train.steps.
+    lr_decay_steps: int = 0
     # Weight of real-video/mismatched-caption negatives in the D loss (GAN-CLS).
     mismatch_weight: float = 0.5
     # Word dropout (builtin encoder): each word of a training caption is hidden
@@ -226,6 +229,9 @@ class ExperimentConfig:
         if self.train.word_dropout and self.model.text_encoder.kind != "builtin":
             raise ValueError("train.word_dropout needs model.text_encoder.kind=builtin (it drops "
                              f"token ids), got {self.model.text_encoder.kind!r}")
+        if not 0 <= self.train.lr_decay_steps <= self.train.steps:
+            raise ValueError(f"train.lr_decay_steps must be in [0, train.steps="
+                             f"{self.train.steps}], got {self.train.lr_decay_steps}")
         if self.train.word_weight < 0:
             raise ValueError(f"train.word_weight must be >= 0, got {self.train.word_weight}")
         if self.model.discriminator.word_head and self.train.word_dropout:

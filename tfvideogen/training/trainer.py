@@ -33,6 +33,7 @@ from tfvideogen.training import augment as augment_lib
 from tfvideogen.training import captions as captions_lib
 from tfvideogen.training import losses, summaries
 from tfvideogen.training.progress import Progress
+from tfvideogen.training.schedules import TailDecay
 from tfvideogen.utils import video as video_lib
 
 CONFIG_FILE = "config.json"
@@ -148,6 +149,8 @@ class SyncedLossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
 
 
 def make_optimizer(lr: float, cfg: config_lib.TrainConfig, name: str) -> keras.optimizers.Optimizer:
+    if cfg.lr_decay_steps:
+        lr = TailDecay(lr, cfg.steps, cfg.lr_decay_steps)
     opt = keras.optimizers.Adam(lr, beta_1=cfg.beta_1, beta_2=cfg.beta_2,
                                 epsilon=cfg.adam_epsilon, name=name)
     if cfg.mixed_precision == "mixed_float16":
