@@ -102,6 +102,31 @@ def _replicas_agree(strategy, variables) -> bool:
     return True
 
 
+def _equivalence(mirrored, default, extra: str) -> dict:
+    """1 device vs 2 replicas, 2 steps on the same global batch (see `mirrored`)."""
+    import numpy as np
+
+    from tests.conftest import tiny_config
+
+    cfg = tiny_config("train.noise=indexed", "train.embedding_grads=dense",
+                      "train.adam_epsilon=1e-3", "train.contrastive_weight=1",
+                      "train.augment=translation,color,cutout", extra)
+    batch = _batch(cfg)
+    one, *_, step_one = _setup(cfg, default)
+    two, g2, d2, _, step_two = _setup(cfg, mirrored, source=one)
+    w0 = _weights(one)
+    res: dict = {"losses_one": [], "losses_two": [], "max_diff": [], "max_update": []}
+    for _ in range(2):
+        res["losses_one"] += _run(default, step_one, batch, 1)
+        res["losses_two"] += _run(mirrored, step_two, batch, 1)
+        w1, w2 = _weights(one), _weights(two)
+        res["max_update"].append(max(float(np.max(np.abs(w1[k] - w0[k]))) for k in w0))
+        res["max_diff"].append(max(float(np.max(np.abs(w1[k] - w2[k]))) for k in w1))
+    res["worst"] = max(w1, key=lambda k: float(np.max(np.abs(w1[k] - w2[k]))))
+    res["replicas_agree"] = _replicas_agree(mirrored, two.weights + g2.variables + d2.variables)
+    return res
+
+
 def mirrored() -> None:
     import numpy as np
     import tensorflow as tf
@@ -129,22 +154,9 @@ def mirrored() -> None:
     # ~lr * g / epsilon for small g, so noise stays noise while a gradient
     # scaled by the replica count (a split bug) still moves weights by ~lr/20.
     # Augmentation and word dropout on: their draws are the global batch's.
-    cfg = tiny_config("train.noise=indexed", "train.embedding_grads=dense",
-                      "train.adam_epsilon=1e-3", "train.contrastive_weight=1",
-                      "train.augment=translation,color,cutout", "train.word_dropout=0.3")
-    batch = _batch(cfg)
-    one, *_, step_one = _setup(cfg, default)
-    two, g2, d2, _, step_two = _setup(cfg, mirrored, source=one)
-    w0 = _weights(one)
-    out["losses_one"], out["losses_two"], out["max_diff"], out["max_update"] = [], [], [], []
-    for _ in range(2):
-        out["losses_one"] += _run(default, step_one, batch, 1)
-        out["losses_two"] += _run(mirrored, step_two, batch, 1)
-        w1, w2 = _weights(one), _weights(two)
-        out["max_update"].append(max(float(np.max(np.abs(w1[k] - w0[k]))) for k in w0))
-        out["max_diff"].append(max(float(np.max(np.abs(w1[k] - w2[k]))) for k in w1))
-    out["worst"] = max(w1, key=lambda k: float(np.max(np.abs(w1[k] - w2[k]))))
-    out["replicas_agree"] = _replicas_agree(mirrored, two.weights + g2.variables + d2.variables)
+    out.update(_equivalence(mirrored, default, "train.word_dropout=0.3"))
+    # 2c. The same with the word head (default; not combinable with word dropout).
+    out["word_head"] = _equivalence(mirrored, default, "model.discriminator.word_head=true")
 
     # 2b. Word-dropout negatives (token ids, set inclusion) from the global batch:
     # the 2 replicas' masks, positives and predecessors are one device's.
@@ -169,6 +181,7 @@ def mirrored() -> None:
     with trainer.precision("mixed_float16"):
         cfg16 = tiny_config("train.mixed_precision=mixed_float16")
         task16, g16, d16, _, step16 = _setup(cfg16, mirrored)
+    batch = _batch(cfg16)
     nan_batch = dict(batch)
     video = batch["video"].numpy()
     video[2:] = np.nan  # the second half = replica 1's share

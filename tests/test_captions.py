@@ -126,7 +126,7 @@ def test_word_targets_are_the_captions_known_words():
 
 def test_word_head_config_is_validated():
     assert tiny_config("model.discriminator.word_head=true").model.discriminator.word_head
-    with pytest.raises(ValueError, match="word_head and train.word_dropout cannot be combined"):
+    with pytest.raises(ValueError, match=r"word_head \(on by default\) and train.word_dropout"):
         tiny_config("model.discriminator.word_head=true", "train.word_dropout=0.2")
     with pytest.raises(ValueError, match="train.word_weight must be >= 0"):
         tiny_config("train.word_weight=-1")

@@ -44,18 +44,21 @@ def mirrored_result() -> dict:
 
 
 @pytest.mark.slow
-def test_mirrored_two_replicas_equal_single_device(mirrored_result):
-    r = mirrored_result
-    assert r["replicas"] == 2
+@pytest.mark.parametrize("case", ["word_dropout", "word_head"])
+def test_mirrored_two_replicas_equal_single_device(mirrored_result, case):
+    r = mirrored_result if case == "word_dropout" else mirrored_result["word_head"]
+    assert mirrored_result["replicas"] == 2
     # Same global batch of 4 (2 + 2 on the replicas), same per-example noise
     # (train.noise=indexed), textbook Adam on the embedding table
     # (train.embedding_grads=dense), same initial weights, augmentation and word
     # dropout drawn for the global batch, negatives (mismatched
     # and contrastive captions) drawn from the global batch: losses and weights
     # after two D+G steps (optimizer slots, EMA included) match one device.
+    # The second case swaps word dropout for the word head (its losses too).
+    keys = ["d_loss", "g_loss", "real_logit", "fake_logit", "d_contrastive", "g_contrastive"]
+    keys += ["d_words", "g_words"] if case == "word_head" else []
     for one, two in zip(r["losses_one"], r["losses_two"]):
-        for k in ("d_loss", "g_loss", "real_logit", "fake_logit", "d_contrastive",
-                  "g_contrastive"):
+        for k in keys:
             assert two[k] == pytest.approx(one[k], rel=1e-4, abs=1e-5), k
     # Adam moves each weight by ~lr = 2e-4 per step: a replica-split bug
     # (loss not divided by replicas, per-replica noise, unreduced gradients)
