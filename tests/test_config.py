@@ -79,3 +79,14 @@ def test_list_values_survive_comma_splitting():
     assert (cfg.train.steps, cfg.train.seed) == (10, 3)
     with pytest.raises(ValueError, match="key=value"):
         config_lib.apply_overrides(cfg, ["cutout"])
+
+
+def test_stored_configs_from_before_a_default_changed_keep_their_value():
+    # A run stored before model.discriminator.word_head existed trained without it.
+    stored = config_lib.to_dict(config_lib.get_experiment("default"))
+    del stored["model"]["discriminator"]["word_head"]
+    old = config_lib.loads(json.dumps(stored))
+    assert old.model.discriminator.word_head is False
+    assert config_lib.get_experiment("default").model.discriminator.word_head is True
+    assert config_lib.loads(config_lib.dumps(config_lib.get_experiment("default"))) == \
+        config_lib.get_experiment("default")

@@ -431,5 +431,20 @@ def dumps(cfg: ExperimentConfig) -> str:
     return json.dumps(to_dict(cfg), indent=2, sort_keys=True)
 
 
+# Fields whose default changed after runs were stored without them: a stored
+# config (config.json) lacking one was trained with this value.
+LEGACY_DEFAULTS: dict[tuple[str, ...], Any] = {
+    ("model", "discriminator", "word_head"): False,  # default True since 2026-11-27
+}
+
+
 def loads(text: str) -> ExperimentConfig:
-    return from_dict(ExperimentConfig, json.loads(text))
+    """A stored run config; fields it predates take the value the run used."""
+    values = json.loads(text)
+    for path, legacy in LEGACY_DEFAULTS.items():
+        node = values
+        for key in path[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and path[-1] not in node:
+            node[path[-1]] = legacy
+    return from_dict(ExperimentConfig, values)
