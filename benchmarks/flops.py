@@ -15,7 +15,8 @@ recorded call:
 - Dense: 2 * rows * input units * output units
 
 A train step (trainer.make_train_step) costs, for a global batch B:
-G forward on B, D forward on 3B (real, fake, mismatched) with D's backward
+G forward on B, D forward on 2B (real, fake; the real clips' features are
+rescored against mismatched captions by the heads alone) with D's backward
 (2x forward: input and weight gradients), D forward on B fakes in the G update
 with an input-gradient backward only (1x: D's weights are not trained there),
 and G's backward (2x).
@@ -114,7 +115,7 @@ def step_flops(task, batch_size: int) -> dict[str, float]:
     parts = {
         "g_forward": g * b,
         "g_backward": 2 * g * b,
-        "d_step": 3 * d * 3 * b,  # forward + input and weight gradients, on 3B clips
+        "d_step": 3 * d * 2 * b,  # forward + input and weight gradients, on 2B clips
         "g_step_d": 2 * d * b,  # forward + input gradients only, on B fakes
     }
     return {"g_forward_per_video": float(g), "d_forward_per_video": float(d), **parts,

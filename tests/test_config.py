@@ -55,6 +55,7 @@ def test_bad_overrides_name_the_problem(override, message):
     ("model.generator.kind=mocogan model.generator.output_activation=leaky_tanh",
      "=leaky_tanh needs"),
     ("model.text_encoder.pooling=max", "model.text_encoder.pooling='max' is not one of gru, mean"),
+    ("model.generator.rgb_kernel=2", "model.generator.rgb_kernel must be 1 or 3, got 2"),
 ])
 def test_validate_rejects_inconsistent_configs(override, message):
     with pytest.raises(ValueError, match=message):
@@ -85,8 +86,10 @@ def test_stored_configs_from_before_a_default_changed_keep_their_value():
     # A run stored before model.discriminator.word_head existed trained without it.
     stored = config_lib.to_dict(config_lib.get_experiment("default"))
     del stored["model"]["discriminator"]["word_head"]
+    del stored["model"]["generator"]["rgb_kernel"]
     old = config_lib.loads(json.dumps(stored))
     assert old.model.discriminator.word_head is False
+    assert old.model.generator.rgb_kernel == 3
     assert config_lib.get_experiment("default").model.discriminator.word_head is True
     assert config_lib.loads(config_lib.dumps(config_lib.get_experiment("default"))) == \
         config_lib.get_experiment("default")

@@ -60,14 +60,17 @@ def test_mean_pooling_encoder_is_a_sum_of_its_words():
         models.TextEncoder(["a"], pooling="max")
 
 
-@pytest.mark.parametrize("upsampling", ["transpose", "nearest"])
+@pytest.mark.parametrize("upsampling, rgb_kernel", [("transpose", 3), ("nearest", 3),
+                                                    ("nearest", 1)])
 @pytest.mark.parametrize("frames, size, base_frames", [(4, 16, 1), (16, 32, 2), (8, 64, 1)])
-def test_generator_output_contract(upsampling, frames, size, base_frames):
+def test_generator_output_contract(upsampling, rgb_kernel, frames, size, base_frames):
     g = models.VideoGenerator(frames=frames, size=size, z_dim=8, text_dim=6, base_width=16,
-                              min_width=8, base_frames=base_frames, upsampling=upsampling)
+                              min_width=8, base_frames=base_frames, upsampling=upsampling,
+                              rgb_kernel=rgb_kernel)
     out = g(tf.random.normal([3, 8]), tf.random.normal([3, 6]))
     assert out.shape == (3, frames, size, size, 3) and out.dtype == tf.float32
     assert float(tf.reduce_min(out)) >= -1.0 and float(tf.reduce_max(out)) <= 1.0
+    assert g.to_rgb.kernel.shape == (rgb_kernel,) * 3 + (8, 3)
 
 
 def _overdriven_generator(output_activation: str, gain: float):
@@ -122,6 +125,8 @@ def test_generator_rejects_bad_sizes():
         models.VideoGenerator(frames=64, size=16, base_frames=1)
     with pytest.raises(ValueError, match="upsampling"):
         models.VideoGenerator(upsampling="bicubic")
+    with pytest.raises(ValueError, match="rgb_kernel must be 1 or 3, got 5"):
+        models.VideoGenerator(rgb_kernel=5)
 
 
 @pytest.mark.parametrize("frame_frames, sn, stem", [(0, False, 0), (2, True, 0), (2, False, 5)])
@@ -136,6 +141,32 @@ def test_discriminator_heads(frame_frames, sn, stem):
         assert d.frame_convs[0].kernel.shape[2] == stem
     with pytest.raises(ValueError, match="frame_stem"):
         models.VideoDiscriminator(frames=4, size=16, frame_stem=4)
+
+
+@pytest.mark.parametrize("frame_frames", [0, 2])
+def test_discriminator_score_rescores_features_under_other_captions(frame_frames):
+    d = models.VideoDiscriminator(frames=4, size=16, text_dim=6, base_width=8, max_width=16,
+                                  frame_frames=frame_frames)
+    video, text, other = (tf.random.normal([5, 4, 16, 16, 3]), tf.random.normal([5, 6]),
+                          tf.random.normal([5, 6]))
+    logits, features = d(video, text, return_features=True)
+    np.testing.assert_allclose(d.score(features, text), logits, rtol=1e-5, atol=1e-5)
+    # The trunks do not see the text: scoring the features under other captions
+    # is the full pass with those captions.
+    np.testing.assert_allclose(d.score(features, other), d(video, other), rtol=1e-5, atol=1e-5)
+    # The frame head's logit is the mean of its frames' logits (projection is linear).
+    if frame_frames:
+        frames = tf.gather(video, [0, 2], axis=1)  # evenly spaced, offset 0 (inference)
+        f = tf.reshape(frames, [-1, 16, 16, 3])
+        for layer in d.frame_convs:
+            f = tf.nn.leaky_relu(layer(f), 0.2)
+        hf = tf.reduce_sum(f, axis=(1, 2))
+        per_frame = d.score([hf, hf], tf.repeat(text, 2, axis=0))[:, 1]
+        np.testing.assert_allclose(tf.reduce_mean(tf.reshape(per_frame, [5, 2]), axis=1),
+                                   logits[:, 1], rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match=f"expected features of {d.heads} heads, "
+                                         f"got {d.heads + 1}"):
+        d.score(features + features[:1], text)
 
 
 @pytest.mark.parametrize("frame_frames", [0, 2])
@@ -221,7 +252,8 @@ def test_nearest_up_conv_equals_upsample_then_conv(time):
                                   min_width=4, base_frames=1, upsampling="nearest",
                                   output_activation="clip"),
     lambda: models.VideoGenerator(frames=4, size=16, z_dim=4, text_dim=5, base_width=8,
-                                  min_width=4, base_frames=1, output_activation="leaky_tanh"),
+                                  min_width=4, base_frames=1, output_activation="leaky_tanh",
+                                  rgb_kernel=1),
     lambda: models.VideoDiscriminator(frames=4, size=16, text_dim=5, base_width=4, max_width=8,
                                       spectral_norm=True, frame_frames=2, video_downsample=2,
                                       frame_stem=3, word_classes=4),

@@ -89,6 +89,8 @@ class GeneratorConfig:
     # conv3d only: "tanh" or "clip" (linear while training, clipped to [-1, 1] for
     # samples and exports; no saturated gradients, see VideoGenerator).
     output_activation: str = "tanh"
+    # conv3d only: kernel of the final RGB conv, 3 (3x3x3) or 1 (per-voxel, StyleGAN's toRGB).
+    rgb_kernel: int = 3
 
 
 @dataclasses.dataclass
@@ -248,6 +250,8 @@ class ExperimentConfig:
         from tfvideogen.training.augment import check_policy
 
         _check_choice("model.generator.output_activation", g.output_activation, OUTPUTS)
+        if g.rgb_kernel not in (1, 3):
+            raise ValueError(f"model.generator.rgb_kernel must be 1 or 3, got {g.rgb_kernel}")
         if g.kind == "mocogan" and g.output_activation != "tanh":
             raise ValueError(f"model.generator.output_activation={g.output_activation} needs "
                              "model.generator.kind=conv3d")
@@ -435,6 +439,7 @@ def dumps(cfg: ExperimentConfig) -> str:
 # config (config.json) lacking one was trained with this value.
 LEGACY_DEFAULTS: dict[tuple[str, ...], Any] = {
     ("model", "discriminator", "word_head"): False,  # default True since 2026-11-27
+    ("model", "generator", "rgb_kernel"): 3,  # the only RGB conv before it was an option
 }
 
 

@@ -55,7 +55,7 @@ def build_task(cfg: ModelConfig, vocabulary: Sequence[str], frames: int, size: i
                               base_width=g.base_width, min_width=g.min_width,
                               base_frames=g.base_frames, base_size=g.base_size,
                               upsampling=g.upsampling, output_activation=g.output_activation,
-                              name=name)
+                              rgb_kernel=g.rgb_kernel, name=name)
 
     generator = make_generator("generator")
     ema_generator = make_generator("ema_generator") if ema else None

@@ -160,7 +160,6 @@ class VideoDiscriminator(keras.Model):
         for layer in self.video_convs:
             x = ops.leaky_relu(layer(x, training=training), 0.2)
         h = ops.sum(x, axis=(1, 2, 3))  # sum-pool (BigGAN); keeps the scale of evidence
-        logits = [self._project(h, text_embedding, self.video_head, self.video_embed)]
         features = [h]
         if self.frame_frames:
             # Evenly spaced frames; the offset is random while training so every
@@ -176,14 +175,27 @@ class VideoDiscriminator(keras.Model):
             for layer in self.frame_convs:
                 f = ops.leaky_relu(layer(f, training=training), 0.2)
             hf = ops.sum(f, axis=(1, 2))
-            text_rep = ops.repeat(text_embedding, self.frame_frames, axis=0)
-            lf = self._project(hf, text_rep, self.frame_head, self.frame_embed)
-            logits.append(ops.mean(ops.reshape(lf, [-1, self.frame_frames]), axis=1,
-                                   keepdims=True))
+            # The projection is linear in h: scoring the frames' mean features is
+            # the mean of the per-frame scores.
             features.append(ops.mean(ops.reshape(
                 hf, [-1, self.frame_frames, hf.shape[-1]]), axis=1))
-        logits = ops.concatenate(logits, axis=-1)
+        logits = self.score(features, text_embedding)
         return (logits, features) if return_features else logits
+
+    def score(self, features, text_embedding):
+        """Logits float32 [B, heads] of pooled `features` (from `call(...,
+        return_features=True)`) against `text_embedding` [B, D].
+
+        Scores clips already seen under other captions without another pass
+        through the conv trunks, which do not see the text.
+        """
+        heads = [(self.video_head, self.video_embed)]
+        if self.frame_frames:
+            heads.append((self.frame_head, self.frame_embed))
+        if len(features) != len(heads):
+            raise ValueError(f"expected features of {len(heads)} heads, got {len(features)}")
+        return ops.concatenate([self._project(h, text_embedding, head, embed)
+                                for h, (head, embed) in zip(features, heads)], axis=-1)
 
     def similarity(self, features, text_embedding):
         """Cosine similarity of every clip with every caption, per head.

@@ -36,7 +36,10 @@ class VideoGenerator(keras.Model):
     a 4x4x4 stride-2 transposed conv (cheap); `"nearest"` is nearest
     upsampling + a 3x3x3 conv (no checkerboard), computed as one folded
     transposed conv (`NearestUpConv3D`, same FLOPs as "transpose"). A final
-    full-resolution 3x3x3 conv maps to RGB.
+    full-resolution conv maps to RGB: 3x3x3 (`rgb_kernel=3`) or a per-voxel
+    linear map (`rgb_kernel=1`, StyleGAN's toRGB; the last 3x3x3 conv is then
+    the last block's). With 3 output channels the 3x3x3 one is the step's
+    least efficient conv (README#Speed).
 
     `output_activation="tanh"` squashes RGB with tanh; `"clip"` leaves it
     linear while training (`training=True`: unbounded, what D sees and pushes
@@ -52,8 +55,11 @@ class VideoGenerator(keras.Model):
     def __init__(self, frames: int = 16, size: int = 32, z_dim: int = 64, text_dim: int = 128,
                  base_width: int = 128, min_width: int = 16, base_frames: int = 2,
                  base_size: int = 4, upsampling: str = "transpose",
-                 output_activation: str = "tanh", **kwargs):
+                 output_activation: str = "tanh", rgb_kernel: int = 3, **kwargs):
         super().__init__(**kwargs)
+        if rgb_kernel not in (1, 3):
+            raise ValueError(f"rgb_kernel must be 1 or 3, got {rgb_kernel}")
+        self.rgb_kernel = rgb_kernel
         if upsampling not in UPSAMPLING:
             raise ValueError(f"upsampling={upsampling!r}; valid: {', '.join(UPSAMPLING)}")
         if output_activation not in OUTPUTS:
@@ -88,7 +94,7 @@ class VideoGenerator(keras.Model):
                 conv = NearestUpConv3D(width, time=self.time_up[i], name=f"up{i}")
             setattr(self, f"up{i}", conv)
             setattr(self, f"norm{i}", ConditionalNorm(width, name=f"norm{i}"))
-        self.to_rgb = keras.layers.Conv3D(3, 3, padding="same", name="to_rgb")
+        self.to_rgb = keras.layers.Conv3D(3, rgb_kernel, padding="same", name="to_rgb")
         if output_activation == "tanh":
             self.out = keras.layers.Activation("tanh", dtype="float32", name="tanh")
 
@@ -132,4 +138,5 @@ class VideoGenerator(keras.Model):
                 "z_dim": self.z_dim, "text_dim": self.text_dim, "base_width": self.base_width,
                 "min_width": self.min_width, "base_frames": self.base_frames,
                 "base_size": self.base_size, "upsampling": self.upsampling,
-                "output_activation": self.output_activation}
+                "output_activation": self.output_activation,
+                "rgb_kernel": self.rgb_kernel}

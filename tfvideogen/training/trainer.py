@@ -411,27 +411,28 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
             # PyTorch DCGAN recipe), saving a generator forward pass.
             with tf.GradientTape() as g_tape:
                 fake = gen(z, cond, training=True)
-            # One D pass over [real; fake; real-with-wrong-caption]: D is per-sample.
-            clips = tf.concat([video, tf.stop_gradient(tf.cast(fake, video.dtype)), video], 0)
+            # One D pass over [real; fake] (D is per-sample). The real clips with a
+            # wrong caption (negatives) reuse the real clips' features: D's conv
+            # trunks do not see the text, only the projection heads do.
+            clips = tf.concat([video, tf.stop_gradient(tf.cast(fake, video.dtype))], 0)
             logits, features = disc(
-                d_input(clips, tf.random.experimental.stateless_fold_in(aug_seed, 0), rows, 3),
-                tf.concat([emb, emb, wrong], 0), training=True, return_features=True)
-            real_l, fake_l, mis_l = tf.split(logits, 3, axis=0)
+                d_input(clips, tf.random.experimental.stateless_fold_in(aug_seed, 0), rows, 2),
+                tf.concat([emb, emb], 0), training=True, return_features=True)
+            real_l, fake_l = tf.split(logits, 2, axis=0)
+            real_features = [f[:tf.shape(video)[0]] for f in features]
+            mis_l = disc.score(real_features, wrong)
             d_loss = losses.discriminator_loss(t.loss, real_l, fake_l, mis_l, mismatch_mask,
                                                t.mismatch_weight, mismatch_count)
             d_obj = d_loss
             extra = {}
             if contrast:
-                n = tf.shape(video)[0]
-                extra["d_contrastive"] = contrastive([f[:n] for f in features], all_emb,
-                                                     same_caption)
+                extra["d_contrastive"] = contrastive(real_features, all_emb, same_caption)
                 d_obj += t.contrastive_weight * extra["d_contrastive"]
             if words is not None:
                 # Real clips only (as in improved AC-GAN variants): D learns what the
                 # words look like, not how to name G's failures.
-                n = tf.shape(video)[0]
-                extra["d_words"] = losses.word_classification(
-                    disc.word_logits([f[:n] for f in features]), words)
+                extra["d_words"] = losses.word_classification(disc.word_logits(real_features),
+                                                              words)
                 d_obj += t.word_weight * extra["d_words"]
             if r1:
                 # Lazy R1 (StyleGAN2): every r1_every-th step, weighted by r1_every.
