@@ -136,6 +136,33 @@ def test_train_step_with_augment_r1_and_downsampled_video_head():
     assert any(not np.allclose(a, b) for a, b in zip(grads[False], grads[True]))
 
 
+@pytest.mark.parametrize("extra", [(), ("model.discriminator.word_head=true",
+                                    "train.contrastive_weight=1")])
+def test_rescore_mismatch_takes_the_same_first_step(extra):
+    """Without augmentation the third trunk pass over the real clips is redundant:
+    rescoring their features gives the same D and G updates."""
+    from tests.conftest import tiny_config
+
+    batch = _tiny_batch()
+    results = {}
+    for rescore in (False, True):
+        task, step_fn = _seeded_step(tiny_config("model.discriminator.frame_frames=2",
+                                                 f"train.rescore_mismatch={rescore}", *extra))
+        # A few steps: at init the captions' embeddings are nearly alike, so only
+        # later steps tell a right from a wrong caption in the mismatched term.
+        outs = [{k: float(v) for k, v in step_fn(batch, tf.constant(s, tf.int64)).items()}
+                for s in range(4)]
+        results[rescore] = (outs, [w.numpy() for w in task.discriminator.trainable_weights
+                                   + task.generator.trainable_weights])
+    (plain, w_plain), (rescored, w_rescored) = results[False], results[True]
+    for a, b in zip(plain, rescored):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert b[k] == pytest.approx(a[k], rel=1e-3, abs=1e-4), k
+    for a, b in zip(w_plain, w_rescored):
+        np.testing.assert_allclose(a, b, rtol=1e-2, atol=1e-4)
+
+
 def test_discriminator_similarity_is_cosine_through_each_heads_projection():
     from tfvideogen.models.discriminator import VideoDiscriminator
 

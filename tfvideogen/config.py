@@ -138,6 +138,12 @@ class TrainConfig:
     lr_decay_steps: int = 0
     # Weight of real-video/mismatched-caption negatives in the D loss (GAN-CLS).
     mismatch_weight: float = 0.5
+    # Score the real clips against their mismatched captions from the features of
+    # the same D pass (`VideoDiscriminator.score`): D's conv trunks run on
+    # [real; fake], not [real; fake; real] (22.8 instead of 26.4 GFLOP per default
+    # step); a mismatched negative then shares its real clip's augmentation. Off:
+    # the default trained with the third pass (README#Quality, both measured).
+    rescore_mismatch: bool = False
     # Word dropout (builtin encoder): each word of a training caption is hidden
     # from G and D with this probability (at least one word stays). A clip is
     # then a positive for any caption whose words its own caption holds, so D

@@ -411,28 +411,40 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
             # PyTorch DCGAN recipe), saving a generator forward pass.
             with tf.GradientTape() as g_tape:
                 fake = gen(z, cond, training=True)
-            # One D pass over [real; fake] (D is per-sample). The real clips with a
-            # wrong caption (negatives) reuse the real clips' features: D's conv
-            # trunks do not see the text, only the projection heads do.
-            clips = tf.concat([video, tf.stop_gradient(tf.cast(fake, video.dtype))], 0)
+            # One D pass (D is per-sample) over [real; fake; real-with-wrong-caption],
+            # or, with rescore_mismatch, over [real; fake]: D's conv trunks do not see
+            # the text, so the real clips' features are rescored by the heads alone.
+            fake_in = tf.stop_gradient(tf.cast(fake, video.dtype))
+            if t.rescore_mismatch:
+                clips, groups, texts = tf.concat([video, fake_in], 0), 2, [emb, emb]
+            else:
+                clips, groups, texts = (tf.concat([video, fake_in, video], 0), 3,
+                                        [emb, emb, wrong])
             logits, features = disc(
-                d_input(clips, tf.random.experimental.stateless_fold_in(aug_seed, 0), rows, 2),
-                tf.concat([emb, emb], 0), training=True, return_features=True)
-            real_l, fake_l = tf.split(logits, 2, axis=0)
-            real_features = [f[:tf.shape(video)[0]] for f in features]
-            mis_l = disc.score(real_features, wrong)
+                d_input(clips, tf.random.experimental.stateless_fold_in(aug_seed, 0), rows,
+                        groups),
+                tf.concat(texts, 0), training=True, return_features=True)
+            n = tf.shape(video)[0]
+            if t.rescore_mismatch:
+                real_l, fake_l = tf.split(logits, 2, axis=0)
+                mis_l = disc.score([f[:n] for f in features], wrong)
+            else:
+                real_l, fake_l, mis_l = tf.split(logits, 3, axis=0)
             d_loss = losses.discriminator_loss(t.loss, real_l, fake_l, mis_l, mismatch_mask,
                                                t.mismatch_weight, mismatch_count)
             d_obj = d_loss
             extra = {}
+            # Real-clip features are sliced once per use: sharing one slice changes
+            # the gradient summation order, and with it the default run's numbers.
             if contrast:
-                extra["d_contrastive"] = contrastive(real_features, all_emb, same_caption)
+                extra["d_contrastive"] = contrastive([f[:n] for f in features], all_emb,
+                                                     same_caption)
                 d_obj += t.contrastive_weight * extra["d_contrastive"]
             if words is not None:
                 # Real clips only (as in improved AC-GAN variants): D learns what the
                 # words look like, not how to name G's failures.
-                extra["d_words"] = losses.word_classification(disc.word_logits(real_features),
-                                                              words)
+                extra["d_words"] = losses.word_classification(
+                    disc.word_logits([f[:n] for f in features]), words)
                 d_obj += t.word_weight * extra["d_words"]
             if r1:
                 # Lazy R1 (StyleGAN2): every r1_every-th step, weighted by r1_every.
