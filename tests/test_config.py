@@ -56,6 +56,7 @@ def test_bad_overrides_name_the_problem(override, message):
      "=leaky_tanh needs"),
     ("model.text_encoder.pooling=max", "model.text_encoder.pooling='max' is not one of gru, mean"),
     ("model.generator.rgb_kernel=2", "model.generator.rgb_kernel must be 1 or 3, got 2"),
+    ("model.generator.kind=mocogan model.generator.rgb_kernel=1", "rgb_kernel=1 needs"),
 ])
 def test_validate_rejects_inconsistent_configs(override, message):
     with pytest.raises(ValueError, match=message):

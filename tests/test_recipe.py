@@ -138,7 +138,7 @@ def test_train_step_with_augment_r1_and_downsampled_video_head():
 
 @pytest.mark.parametrize("extra", [(), ("model.discriminator.word_head=true",
                                     "train.contrastive_weight=1")])
-def test_rescore_mismatch_takes_the_same_first_step(extra):
+def test_rescore_mismatch_takes_the_same_steps_without_augmentation(extra):
     """Without augmentation the third trunk pass over the real clips is redundant:
     rescoring their features gives the same D and G updates."""
     from tests.conftest import tiny_config

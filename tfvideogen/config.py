@@ -261,6 +261,10 @@ class ExperimentConfig:
         if g.kind == "mocogan" and g.output_activation != "tanh":
             raise ValueError(f"model.generator.output_activation={g.output_activation} needs "
                              "model.generator.kind=conv3d")
+        if g.kind == "mocogan" and g.rgb_kernel != 3:
+            raise ValueError(f"model.generator.rgb_kernel={g.rgb_kernel} needs "
+                             "model.generator.kind=conv3d (the MoCoGAN generator has its own "
+                             "RGB layer)")
         _check_choice("model.text_encoder.pooling", self.model.text_encoder.pooling, POOLING)
         check_policy(self.train.augment)
         if d.num_objects not in (1, 2):
@@ -445,7 +449,6 @@ def dumps(cfg: ExperimentConfig) -> str:
 # config (config.json) lacking one was trained with this value.
 LEGACY_DEFAULTS: dict[tuple[str, ...], Any] = {
     ("model", "discriminator", "word_head"): False,  # default True since 2026-11-27
-    ("model", "generator", "rgb_kernel"): 3,  # the only RGB conv before it was an option
 }
 
 
