@@ -170,6 +170,9 @@ def test_evaluate_run_writes_consistent_reports(run_metrics):
         assert [len(conf[h]) for h in ("color", "shape", "motion")] == [7, 3, 2]
         assert all(sum(map(sum, m)) == 24 for m in conf.values())
         assert sum(conf["shape"][i][i] for i in range(3)) == round(24 * acc["shape"])
+        objects = r["objects"]
+        assert len(objects["area_ratio"]) == len(objects["real_area"]) == 4
+        assert objects["real_components_mean"] == pytest.approx(1.0, abs=0.1)
     # The sample grid: 4 captions x 2 seeds of 4 frames, upscaled 6x (16 px -> 96 px).
     gif = iio.imread(os.path.join(out, "samples.gif"))
     assert gif.shape[0] == 4 and gif.shape[1:] == ((2 * 17 - 1) * 6, (4 * 17 - 1) * 6, 3)
@@ -181,7 +184,7 @@ def test_evaluate_run_writes_consistent_reports(run_metrics):
         report = f.read()
     for text in ("## Caption accuracy", "## Fréchet classifier distance", "**Not FVD**",
                  "## Diversity", "## FVD", "![samples](samples.gif)",
-                 "![curves](curves.png)", "| color |"):
+                 "![curves](curves.png)", "| color |", "## Objects per frame"):
         assert text in report, text
     acc = stored["splits"]["heldout"]["caption_accuracy"]["color"]
     assert f"{100 * acc:.1f}%" in report

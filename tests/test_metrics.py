@@ -15,6 +15,7 @@ from tfvideogen.metrics import classifier as classifier_lib
 from tfvideogen.metrics import diversity as diversity_lib
 from tfvideogen.metrics import frechet
 from tfvideogen.metrics import fvd as fvd_lib
+from tfvideogen.metrics import objects as objects_lib
 
 # --------------------------------------------------------------------------- #
 # Fréchet distance.
@@ -435,3 +436,63 @@ def test_real_clips_by_caption_matches_captions():
         for v in videos:
             lit = v.reshape(-1, 3).max(axis=0) > 100
             assert (lit == rgb).all(), (caption, v.reshape(-1, 3).max(axis=0))
+
+
+# --------------------------------------------------------------------------- #
+# Objects per frame.
+
+
+def _boxes(n, t, size=16, side=4, fade=(), ghosts=(), grow=0):
+    """uint8 clips [n, t, size, size, 3]: one side x side box per frame, moving right."""
+    v = np.zeros((n, t, size, size, 3), np.uint8)
+    for i, j in np.ndindex(n, t):
+        s = side + grow
+        x = (i + j) % (size - s - 6)
+        value = 60 if j in fade else 255
+        v[i, j, 2:2 + s, x:x + s, 0] = value
+        if j in ghosts:
+            v[i, j, 10:10 + side, x:x + side, 1] = 255
+    return v
+
+
+def test_object_stats_known_values():
+    real = _boxes(3, 4)
+    area, components = objects_lib.frame_stats(real)
+    assert area.shape == components.shape == (3, 4)
+    assert (area == 16).all() and (components == 1).all()
+    # Two diagonal pixels are one 8-connected group; an isolated speck is below min_pixels.
+    v = np.zeros((1, 1, 8, 8, 3), np.uint8)
+    v[0, 0, 1, 1] = v[0, 0, 2, 2] = v[0, 0, 3, 3] = v[0, 0, 4, 4] = 200
+    v[0, 0, 7, 0] = 255
+    area, components = objects_lib.frame_stats(v)
+    assert area[0, 0] == 5 and components[0, 0] == 1
+    # Below the threshold is background.
+    assert objects_lib.frame_stats(v // 2)[0][0, 0] == 0
+
+
+def test_object_compare_flags_blobs_fade_and_ghosts():
+    real = _boxes(4, 6)
+    same = objects_lib.compare(real, real)
+    assert same["area_ratio"] == [1.0] * 6 and same["area_ratio_mean"] == 1.0
+    assert same["components_mean"] == same["real_components_mean"] == 1.0
+    assert same["empty_frames"] == 0.0
+    blobs = objects_lib.compare(real, _boxes(4, 6, grow=2))  # 6x6 instead of 4x4
+    assert blobs["area_ratio_mean"] == pytest.approx(36 / 16)
+    faded = objects_lib.compare(real, _boxes(4, 6, fade=(0, 1)))
+    assert faded["area_ratio"][:2] == [0.0, 0.0] and faded["area_ratio"][2:] == [1.0] * 4
+    assert faded["area_ratio_min"] == 0.0 and faded["empty_frames"] == pytest.approx(2 / 6)
+    ghosts = objects_lib.compare(real, _boxes(4, 6, ghosts=(0, 1, 2)))
+    assert ghosts["generated_components"][:3] == [2.0] * 3
+    assert ghosts["components_mean"] == pytest.approx(1.5)
+
+
+def test_object_compare_rejects_bad_input():
+    real = _boxes(2, 3)
+    with pytest.raises(ValueError, match="uint8"):
+        objects_lib.compare(real, real.astype(np.float32))
+    with pytest.raises(ValueError, match="differ in shape"):
+        objects_lib.compare(real, _boxes(2, 4))
+    with pytest.raises(ValueError, match="black background"):
+        objects_lib.compare(np.zeros_like(real), real)
+    with pytest.raises(ValueError, match=r"\[N, T, H, W, 3\]"):
+        objects_lib.compare(real[0], real)

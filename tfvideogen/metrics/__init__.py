@@ -6,6 +6,7 @@
 - `classifier`: the caption-attribute video classifier (caption accuracy and
   the features of the Fréchet classifier distance);
 - `diversity`: per-caption diversity and mode-collapse flags;
+- `objects`: per-frame object area and count against real clips (blobs, ghosts, fade-in);
 - `evaluate`: runs them on a run directory or a SavedModel and writes reports.
 """
 

@@ -39,6 +39,7 @@ from tfvideogen.metrics import classifier as classifier_lib
 from tfvideogen.metrics import diversity as diversity_lib
 from tfvideogen.metrics import frechet
 from tfvideogen.metrics import fvd as fvd_lib
+from tfvideogen.metrics import objects as objects_lib
 from tfvideogen.utils import video as video_lib
 
 METRICS_FILE = "metrics.json"
@@ -438,6 +439,8 @@ def evaluate(cfg: EvalConfig, source: VideoSource | None = None, log=print) -> d
             "frechet_classifier_distance": frechet.frechet_distance(feat_real, feat_fake),
             "frechet_classifier_distance_real_floor": frechet.frechet_distance(feat_real,
                                                                                feat_floor),
+            # Size, count and fade of objects per frame (blobs, ghosts, fade-in).
+            "objects": objects_lib.compare(real[:n], fake[:n]),
         }
         if cfg.diversity_captions > 0:
             div_captions = dataset.sample_captions(split, cfg.diversity_captions)
@@ -626,6 +629,21 @@ def markdown_report(metrics: Mapping) -> str:
             collapsed = ", ".join(f"`{c}`" for c in v["collapsed"]) or "none"
             lines.append(f"| {s} | {v['mean_ratio']:.3f} | {v['min_ratio']:.3f} | "
                          f"{collapsed} | {'**yes**' if v['mode_collapse'] else 'no'} |")
+    if any("objects" in splits[s] for s in names):
+        lines += ["", "## Objects per frame", "",
+                  "Pixels whose brightest channel is >= 128 (objects on the black background) "
+                  "and their 8-connected groups, per frame, averaged over clips. Area ratio: "
+                  "generated / real; near 1 at every frame is right, above 1 are blobs, low "
+                  "first frames a fade-in; more groups than real are ghosts or speckle.", "",
+                  "| split | area ratio (mean) | lowest frame | highest frame | objects per "
+                  "frame (real) | empty frames |", "|---|---|---|---|---|---|"]
+        for s in names:
+            if "objects" not in splits[s]:
+                continue
+            o = splits[s]["objects"]
+            lines.append(f"| {s} | {o['area_ratio_mean']:.2f} | {o['area_ratio_min']:.2f} | "
+                         f"{o['area_ratio_max']:.2f} | {o['components_mean']:.2f} "
+                         f"({o['real_components_mean']:.2f}) | {_pct(o['empty_frames'])} |")
     fvd_rows = [(s, splits[s]["fvd"]) for s in names if "fvd" in splits[s]]
     lines += ["", "## FVD", ""]
     if fvd_rows:
