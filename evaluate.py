@@ -26,6 +26,8 @@ flags.DEFINE_string("model_dir", "", "A training run directory (its latest check
 flags.DEFINE_string("checkpoint", "", "With --model_dir: a checkpoint path instead of the latest.")
 flags.DEFINE_bool("ema", True, "With --model_dir: judge the EMA generator (--noema: the raw "
                   "one; reports go to eval/step_N_raw).")
+flags.DEFINE_float("truncation", 1.0, "With --model_dir: scale the latents by this psi in "
+                   "(0, 1] (the truncation trick: fidelity for diversity; 1 = none).")
 flags.DEFINE_string("saved_model", "", "An exported SavedModel (a version dir or the base "
                     "path, whose highest version is used).")
 flags.DEFINE_string("out_dir", "", "Report directory (default <model_dir>/eval/step_N; "
@@ -64,7 +66,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     cfg = evaluate_lib.EvalConfig(
         model_dir=FLAGS.model_dir, saved_model=FLAGS.saved_model, checkpoint=FLAGS.checkpoint,
-        use_ema=FLAGS.ema,
+        use_ema=FLAGS.ema, truncation=FLAGS.truncation,
         out_dir=FLAGS.out_dir, dataset=FLAGS.dataset, num_objects=FLAGS.num_objects,
         mnist_path=FLAGS.mnist_path, splits=tuple(FLAGS.splits), num_samples=FLAGS.num_samples,
         batch_size=FLAGS.batch_size, seed=FLAGS.seed,

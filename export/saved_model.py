@@ -35,6 +35,9 @@ flags.DEFINE_integer("batch_timeout_micros", 5000, "batching.config batch_timeou
                      lower_bound=0)
 flags.DEFINE_integer("num_batch_threads", 2, "batching.config num_batch_threads.", lower_bound=1)
 flags.DEFINE_bool("warmup", True, "Write assets.extra/tf_serving_warmup_requests.")
+flags.DEFINE_float("truncation", 1.0, "Scale of the latents serving_default derives from "
+                   "seeds, in (0, 1]: below 1 trades diversity for fidelity (the truncation "
+                   "trick; README#Quality). Recorded in the export's tfvideogen.json.")
 flags.DEFINE_bool("verify", True, "Reload the export and require uint8 equality with the "
                   "in-memory model before publishing it.")
 flags.mark_flag_as_required("model_dir")
@@ -48,6 +51,7 @@ def main(argv):
     cfg = export.ExportRunConfig(
         model_dir=FLAGS.model_dir, export_dir=FLAGS.export_dir, checkpoint=FLAGS.checkpoint,
         version=FLAGS.version, warmup=FLAGS.warmup, verify=FLAGS.verify,
+        truncation=FLAGS.truncation,
         serving=export.ServingConfig(model_name=FLAGS.model_name,
                                      base_path=FLAGS.serving_base_path,
                                      max_batch_size=FLAGS.max_batch_size,

@@ -104,7 +104,13 @@ def test_eval_config_validation():
     with pytest.raises(ValueError, match="use_ema=False needs model_dir"):
         evaluate_lib.EvalConfig(saved_model="b", out_dir="o", dataset="moving_shapes",
                                 use_ema=False).validate()
+    with pytest.raises(ValueError, match="truncation needs model_dir"):
+        evaluate_lib.EvalConfig(saved_model="b", out_dir="o", dataset="moving_shapes",
+                                truncation=0.5).validate()
+    with pytest.raises(ValueError, match="truncation must be in"):
+        evaluate_lib.EvalConfig(model_dir="a", truncation=1.5).validate()
     evaluate_lib.EvalConfig(model_dir="a").validate()
+    evaluate_lib.EvalConfig(model_dir="a", truncation=0.5).validate()
 
 
 # --------------------------------------------------------------------------- #
@@ -271,3 +277,13 @@ def test_evaluate_cli_fails_fast_on_missing_fvd_module(tiny_run_dir, tmp_path):
     assert "not available offline" in proc.stderr and "TFHUB_CACHE_DIR" in proc.stderr
     assert not os.path.exists(tmp_path / "out")  # failed before any work
     assert time.perf_counter() - t0 < 120
+
+
+def test_run_source_truncates_on_request(tiny_run_dir):
+    full = evaluate_lib.RunSource(tiny_run_dir)
+    half = evaluate_lib.RunSource(tiny_run_dir, truncation=0.5)
+    assert (full.describe()["truncation"], half.describe()["truncation"]) == (1.0, 0.5)
+    captions, seeds = ["a red square is moving up and down"] * 2, np.array([3, 4])
+    np.testing.assert_array_equal(half.generate(captions, seeds),
+                                  half.task.generate(captions, seeds, truncation=0.5))
+    assert not np.array_equal(half.generate(captions, seeds), full.generate(captions, seeds))

@@ -200,6 +200,23 @@ def test_versions_count_up_and_never_overwrite(run_task, tmp_path):
     assert not [n for n in os.listdir(base) if n.startswith(".tmp")]
 
 
+def test_truncation_is_served_and_recorded(run_task, tmp_path):
+    path = export.export_saved_model(run_task, str(tmp_path / "m"), warmup=False,
+                                     truncation=0.5)  # verify=True: uint8-equal to generate()
+    meta = json.loads(_read(path, "assets.extra", "tfvideogen.json"))
+    assert meta["truncation"] == 0.5
+    captions = ["a red square", "a blue circle"]
+    seeds = np.array([3, 8], np.int64)
+    served = tf.saved_model.load(path).signatures["serving_default"](
+        text=tf.constant(captions), seed=tf.constant(seeds))["video"].numpy()
+    np.testing.assert_array_equal(served, run_task.generate(captions, seed=seeds,
+                                                            truncation=0.5))
+    assert not np.array_equal(served, run_task.generate(captions, seed=seeds))
+    with pytest.raises(ValueError, match="truncation must be in"):
+        export.export_saved_model(run_task, str(tmp_path / "bad"), truncation=0.0)
+    assert not os.path.exists(tmp_path / "bad")
+
+
 def test_failed_export_publishes_nothing(run_task, tmp_path, monkeypatch):
     base = str(tmp_path / "m")
 

@@ -296,6 +296,23 @@ def test_latents_from_seeds_are_per_row():
     assert not np.allclose(z[0], z[1])
 
 
+def test_truncation_scales_the_seeded_latents(task):
+    seeds = tf.constant([4, 5], tf.int64)
+    z = models.latents_from_seeds(seeds, 6).numpy()
+    np.testing.assert_allclose(models.latents_from_seeds(seeds, 6, 0.5).numpy(), 0.5 * z,
+                               rtol=0, atol=0)
+    np.testing.assert_array_equal(task.generate(CAPTIONS, seed=3, truncation=1.0),
+                                  task.generate(CAPTIONS, seed=3))
+    z = models.latents_from_seeds(tf.constant([3, 4], tf.int64), task.z_dim).numpy()
+    np.testing.assert_array_equal(task.generate(CAPTIONS, seed=3, truncation=0.25),
+                                  task.generate(CAPTIONS, z=0.25 * z))
+    for bad in (0.0, -0.5, 1.5):
+        with pytest.raises(ValueError, match=r"truncation must be in \(0, 1\]"):
+            task.generate(CAPTIONS, truncation=bad)
+    with pytest.raises(ValueError, match="scale an explicit z"):
+        task.generate(CAPTIONS, z=z, truncation=0.5)
+
+
 def test_generate_validates_inputs(task):
     with pytest.raises(ValueError, match="caption 1 is empty"):
         task.generate(["a red square", "  "])

@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -258,6 +259,7 @@ def test_report_json_and_markdown(converted, saved_model, loaded):
     assert report["saved_model"] == os.path.abspath(saved_model)
     assert report["video_shape"] == [4, 16, 16, 3] and report["z_dim"] == 8
     assert report["dataset"] == "moving_shapes"  # found through the export's source run
+    assert report["truncation"] == 1.0  # the export's, for the runtime's seed -> z
     ev = report["evaluation"]
     assert ev["seeds"] == [0, 1, 2] and len(ev["captions"]) == 3 and ev["batch"] == 1
     assert report["reference"]["latency_ms_p50"] > 0
@@ -323,6 +325,22 @@ def test_runtime_caption_to_video_file(converted, loaded, tmp_path):
         model.generate(CAPTIONS, z=np.zeros((2, 8), np.float32))
     with pytest.raises(ValueError, match="variant 'nope' was not converted"):
         TFLiteTextToVideo.load(out, "nope")
+    # Seeds map to z with the export's truncation, read from the report.
+    assert model.truncation == 1.0
+    z = models.latents_from_seeds(seeds, 8).numpy()
+    half = TFLiteTextToVideo(model.model_path, os.path.join(out, tflite.TEXT_DIR),
+                             truncation=0.5)
+    np.testing.assert_array_equal(half.generate(CAPTIONS, seed=seeds),
+                                  model.generate(CAPTIONS, z=0.5 * z))
+    copy = str(tmp_path / "copy")
+    shutil.copytree(out, copy)
+    with open(os.path.join(copy, tflite.REPORT_JSON)) as f:
+        report = json.load(f)
+    with open(os.path.join(copy, tflite.REPORT_JSON), "w") as f:
+        json.dump({**report, "truncation": 0.5}, f)
+    assert TFLiteTextToVideo.load(copy, "float32").truncation == 0.5
+    with pytest.raises(ValueError, match="truncation must be in"):
+        TFLiteTextToVideo(model.model_path, os.path.join(out, tflite.TEXT_DIR), truncation=0)
 
 
 # --------------------------------------------------------------------------- #

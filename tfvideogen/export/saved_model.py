@@ -17,7 +17,9 @@ a polling server never sees half a version (TF Serving ignores directory
 names that are not integers). Signatures (method `tensorflow/serving/predict`):
 
 - `serving_default`: `text` string [B], `seed` int64 [B] -> `video` uint8 [B,T,H,W,3]
-  (z = `latents_from_seeds(seed)`: the video of `task.generate([text], seed=[seed])`);
+  (z = `latents_from_seeds(seed, truncation=psi)`: the video of
+  `task.generate([text], seed=[seed], truncation=psi)`; psi is fixed at export,
+  default 1, and recorded in `tfvideogen.json`);
 - `generate`: `z` float32 [B,Z], `text` string [B] -> `video` uint8;
 - `generate_from_embedding`: `z` float32 [B,Z], `text_embedding` float32 [B,D] -> `video`
   uint8 (no string ops: the TFLite source);
@@ -111,11 +113,15 @@ def _same_batch(a: tf.Tensor, b: tf.Tensor, names: str) -> list:
             tf.debugging.assert_positive(na, message="empty batch: send at least one row")]
 
 
-def signature_functions(task: models.TextToVideo) -> dict[str, tuple]:
+def signature_functions(task: models.TextToVideo,
+                        truncation: float = 1.0) -> dict[str, tuple]:
     """name -> (python fn, input signature) for the four served signatures.
 
     Every signature ends in `to_uint8`, so clients get what `task.generate` returns.
+    `truncation` scales the seeded latents of `serving_default` (the z-taking
+    signatures use z as sent).
     """
+    models.check_truncation(truncation)
     encoder, generator = task.text_encoder, task.sampler
     z_dim = generator.z_dim
     text_dim = int(getattr(encoder, "output_dim", generator.text_dim))
@@ -129,7 +135,7 @@ def signature_functions(task: models.TextToVideo) -> dict[str, tuple]:
 
     def serving_default(text, seed):
         with tf.control_dependencies(_same_batch(text, seed, "text and seed")):
-            z = models.latents_from_seeds(seed, z_dim)
+            z = models.latents_from_seeds(seed, z_dim, truncation)
         return video(z, encoder(text, training=False))
 
     def generate(z, text):
@@ -151,13 +157,14 @@ def signature_functions(task: models.TextToVideo) -> dict[str, tuple]:
             "embed_text": (embed_text, [text])}
 
 
-def build_archive(task: models.TextToVideo) -> keras.export.ExportArchive:
+def build_archive(task: models.TextToVideo,
+                  truncation: float = 1.0) -> keras.export.ExportArchive:
     """An ExportArchive with the four signatures (explicit names, no `args_0`)."""
     _check_float32(task)
     archive = keras.export.ExportArchive()
     archive.track(task.text_encoder)  # also tracks the StringLookup table
     archive.track(task.sampler)
-    for name, (fn, spec) in signature_functions(task).items():
+    for name, (fn, spec) in signature_functions(task, truncation).items():
         archive.add_endpoint(name, fn, spec)
     return archive
 
@@ -190,7 +197,8 @@ def warmup_records(task: models.TextToVideo, model_name: str, max_batch_size: in
     return records
 
 
-def verify_export(task: models.TextToVideo, path: str, captions: Sequence[str]) -> int:
+def verify_export(task: models.TextToVideo, path: str, captions: Sequence[str],
+                  truncation: float = 1.0) -> int:
     """Loads `path`, replays its warmup file and checks `serving_default` against the
     in-memory task (uint8 equality). Returns the number of replayed records."""
     from tfvideogen.serving import tensors
@@ -211,7 +219,7 @@ def verify_export(task: models.TextToVideo, path: str, captions: Sequence[str]) 
     seeds = np.arange(len(captions), dtype=np.int64) * 7919
     served = loaded.signatures["serving_default"](text=tf.constant(captions),
                                                   seed=tf.constant(seeds))["video"].numpy()
-    expected = task.generate(captions, seed=seeds)
+    expected = task.generate(captions, seed=seeds, truncation=truncation)
     if served.shape != expected.shape or not np.array_equal(served, expected):
         diff = (np.abs(served.astype(int) - expected.astype(int)).max()
                 if served.shape == expected.shape else f"shape {served.shape} vs {expected.shape}")
@@ -228,7 +236,8 @@ def _tmp_dir(export_dir: str, version: int) -> str:
     return os.path.join(export_dir, f".tmp-{version}-{uuid.uuid4().hex[:8]}")
 
 
-def _metadata(task: models.TextToVideo, version: int, extra: dict | None) -> dict:
+def _metadata(task: models.TextToVideo, version: int, truncation: float,
+              extra: dict | None) -> dict:
     g = task.sampler
     encoder = task.text_encoder
     return {"format": 1, "version": version, "signatures": list(SIGNATURES),
@@ -237,13 +246,13 @@ def _metadata(task: models.TextToVideo, version: int, extra: dict | None) -> dic
             "ema": task.ema_generator is not None,
             "max_tokens": int(getattr(encoder, "max_tokens", 0)),
             "vocabulary_size": len(getattr(encoder, "vocabulary", [])),
-            **(extra or {})}
+            "truncation": float(truncation), **(extra or {})}
 
 
 def export_saved_model(task: models.TextToVideo, export_dir: str, version: int | None = None,
                        *, warmup: bool = True, serving: ServingConfig | None = None,
                        captions: Sequence[str] | None = None, verify: bool = True,
-                       metadata: dict | None = None) -> str:
+                       metadata: dict | None = None, truncation: float = 1.0) -> str:
     """Writes `task` as `<export_dir>/<version>/` and returns that path.
 
     Uses `task.sampler` (the EMA generator when present) and `task.text_encoder`;
@@ -251,7 +260,8 @@ def export_saved_model(task: models.TextToVideo, export_dir: str, version: int |
     `version`: None = next integer; an existing version raises VersionExistsError.
     `warmup`: write `assets.extra/tf_serving_warmup_requests`. `verify`: reload
     the temp export, replay the warmup and require uint8 equality with
-    `task.generate` before publishing. Also (re)writes `models.config` and
+    `task.generate` before publishing. `truncation` psi in (0, 1] scales the
+    latents `serving_default` derives from seeds. Also (re)writes `models.config` and
     `batching.config` next to the versions, from `serving`.
     """
     serving = (serving or ServingConfig()).validate()
@@ -264,7 +274,7 @@ def export_saved_model(task: models.TextToVideo, export_dir: str, version: int |
             f"version {version} already exists at {final}; exports never overwrite "
             f"(omit the version to write {next_version(export_dir)})")
     captions = list(captions) if captions else default_captions(task, 4)
-    archive = build_archive(task)  # raises before anything is written
+    archive = build_archive(task, truncation)  # raises before anything is written
     tf.io.gfile.makedirs(export_dir)
     tmp = _tmp_dir(export_dir, version)
     try:
@@ -272,12 +282,12 @@ def export_saved_model(task: models.TextToVideo, export_dir: str, version: int |
         if warmup:
             records = warmup_records(task, serving.model_name, serving.max_batch_size, captions)
             warmup_lib.write_warmup(warmup_lib.warmup_path(tmp), records)
-        meta = _metadata(task, version, metadata)
+        meta = _metadata(task, version, truncation, metadata)
         tf.io.gfile.makedirs(os.path.join(tmp, warmup_lib.WARMUP_DIR))
         with tf.io.gfile.GFile(os.path.join(tmp, warmup_lib.WARMUP_DIR, METADATA_FILE), "w") as f:
             f.write(json.dumps(meta, indent=2, sort_keys=True))
         if verify:
-            verify_export(task, tmp, captions)
+            verify_export(task, tmp, captions, truncation)
         if tf.io.gfile.exists(final):  # a concurrent export took the number meanwhile
             raise VersionExistsError(f"version {version} appeared at {final} during the export")
         tf.io.gfile.rename(tmp, final, overwrite=False)
@@ -304,6 +314,8 @@ class ExportRunConfig:
     version: int | None = None
     warmup: bool = True
     verify: bool = True
+    # Latent scale of `serving_default` (the truncation trick); 1 = none.
+    truncation: float = 1.0
     serving: ServingConfig = dataclasses.field(default_factory=ServingConfig)
 
     def validate(self) -> ExportRunConfig:
@@ -313,6 +325,7 @@ class ExportRunConfig:
             raise ValueError("export_dir is required")
         if self.version is not None and self.version < 0:
             raise ValueError(f"version must be >= 0, got {self.version}")
+        models.check_truncation(self.truncation)
         self.serving.validate()
         return self
 
@@ -321,7 +334,8 @@ def export_from_config(cfg: ExportRunConfig) -> str:
     """`export_run` driven by an `ExportRunConfig`; returns the version directory."""
     cfg.validate()
     return export_run(cfg.model_dir, cfg.export_dir, cfg.checkpoint, cfg.version,
-                      warmup=cfg.warmup, serving=cfg.serving, verify=cfg.verify)
+                      warmup=cfg.warmup, serving=cfg.serving, verify=cfg.verify,
+                      truncation=cfg.truncation)
 
 
 def float32_policy() -> contextlib.AbstractContextManager:
@@ -333,7 +347,8 @@ def float32_policy() -> contextlib.AbstractContextManager:
 
 def export_run(model_dir: str, export_dir: str, checkpoint: str = "",
                version: int | None = None, *, warmup: bool = True,
-               serving: ServingConfig | None = None, verify: bool = True) -> str:
+               serving: ServingConfig | None = None, verify: bool = True,
+               truncation: float = 1.0) -> str:
     """Exports a training run's latest (or the named) checkpoint; returns the version dir.
 
     The task is rebuilt under the float32 policy whatever `train.mixed_precision`
@@ -362,7 +377,8 @@ def export_run(model_dir: str, export_dir: str, checkpoint: str = "",
                   "step": step, "experiment": cfg.name,
                   "train_precision": cfg.train.mixed_precision}
         path = export_saved_model(task, export_dir, version, warmup=warmup, serving=serving,
-                                  captions=captions, verify=verify, metadata={"source": source})
+                                  captions=captions, verify=verify, metadata={"source": source},
+                                  truncation=truncation)
     logging.info("run %s step %d (%s generator) -> %s", model_dir, step,
                  "EMA" if task.ema_generator is not None else "raw", path)
     return path

@@ -758,6 +758,8 @@ def convert(saved_model: str, out_dir: str, variants: Sequence[str] = VARIANTS, 
         "inputs": {"z": ["float32", [-1, z_dim]], "text_embedding": ["float32", [-1, text_dim]]},
         "outputs": {OUTPUT: ["uint8", [-1] + video_shape]},
         "source": metadata.get("source"), "dataset": dataset_name,
+        # The SavedModel's serving_default latent scale: the runtime's seed -> z uses it too.
+        "truncation": float(metadata.get("truncation", 1.0)),
         "versions": {"tensorflow": tf.__version__, "ai_edge_litert": litert_version},
         "evaluation": {"captions": eval_captions, "seeds": seeds.tolist(), "batch": 1,
                        "latency_runs": latency_runs, "num_threads": num_threads,

@@ -11,8 +11,9 @@ Inference runs on `ai_edge_litert` (inputs fed by name through the
 still loads TensorFlow (its `__init__` imports the SavedModel exporter), so
 this is a desktop/test API: device apps use the files. Seeds map to latents with
 `tfvideogen.models.latents_from_seeds` (TensorFlow, imported on first use), the
-mapping the SavedModel serves, so a (caption, seed) pair gives the served video
-up to the variant's error; apps without TensorFlow pass `z` instead.
+mapping the SavedModel serves (with the export's truncation, from the report),
+so a (caption, seed) pair gives the served video up to the variant's error;
+apps without TensorFlow pass `z` instead.
 """
 
 from __future__ import annotations
@@ -32,7 +33,11 @@ class TFLiteTextToVideo:
     -> float32 [B, text_dim]; `write_video(caption, path)` -> .gif/.mp4 file.
     """
 
-    def __init__(self, model_path: str, sidecar_dir: str, num_threads: int | None = None):
+    def __init__(self, model_path: str, sidecar_dir: str, num_threads: int | None = None,
+                 truncation: float = 1.0):
+        if not 0.0 < truncation <= 1.0:
+            raise ValueError(f"truncation must be in (0, 1], got {truncation}")
+        self.truncation = truncation
         if not os.path.isfile(model_path):
             raise FileNotFoundError(f"no TFLite model at {model_path}")
         self.model_path = model_path
@@ -59,7 +64,8 @@ class TFLiteTextToVideo:
         if not entry.get("file"):
             raise ValueError(f"variant {variant!r} failed to convert: {entry.get('reason')}")
         return cls(os.path.join(out_dir, entry["file"]),
-                   os.path.join(out_dir, report["sidecar"]["dir"]), num_threads)
+                   os.path.join(out_dir, report["sidecar"]["dir"]), num_threads,
+                   float(report.get("truncation", 1.0)))
 
     def embed(self, captions: str | Sequence[str]) -> np.ndarray:
         return self.text.embed(captions)
@@ -69,7 +75,8 @@ class TFLiteTextToVideo:
         """Captions -> uint8 videos [B, T, H, W, 3].
 
         `seed`: an int (caption i uses seed + i) or one seed per caption, as in
-        `TextToVideo.generate`; `z` float32 [B, z_dim] overrides the seeds.
+        `TextToVideo.generate` (latents scaled by the export's truncation); `z`
+        float32 [B, z_dim] overrides the seeds and is used as given.
         """
         captions = [captions] if isinstance(captions, str | bytes) else list(captions)
         if not captions:
@@ -81,7 +88,7 @@ class TFLiteTextToVideo:
                 raise ValueError(f"got {seeds.size} seeds for {len(captions)} captions")
             from tfvideogen.models import latents_from_seeds
 
-            z = latents_from_seeds(seeds.astype(np.int64), self.z_dim).numpy()
+            z = latents_from_seeds(seeds.astype(np.int64), self.z_dim, self.truncation).numpy()
         z = np.asarray(z, np.float32)
         if z.shape != (len(captions), self.z_dim):
             raise ValueError(f"z must be [{len(captions)}, {self.z_dim}], got {z.shape}")

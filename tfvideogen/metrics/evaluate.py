@@ -69,6 +69,9 @@ class EvalConfig:
     # Runs only: judge the EMA generator (what samples and exports use) or, with
     # False, the raw one - EMA on/off from one training run.
     use_ema: bool = True
+    # Runs only: latents scaled by this psi in (0, 1] (the truncation trick; a
+    # SavedModel's serving_default has its psi fixed at export).
+    truncation: float = 1.0
     out_dir: str = ""
     # Required with `saved_model`; overrides the run's dataset otherwise.
     dataset: str = ""
@@ -104,6 +107,13 @@ class EvalConfig:
             raise ValueError("out_dir is required with saved_model")
         if self.saved_model and not self.use_ema:
             raise ValueError("use_ema=False needs model_dir: a SavedModel holds one generator")
+        from tfvideogen.models import check_truncation
+
+        check_truncation(self.truncation)
+        if self.saved_model and self.truncation != 1.0:
+            raise ValueError("truncation needs model_dir: a SavedModel's serving_default has "
+                             "its truncation fixed at export (export/saved_model.py "
+                             "--truncation; recorded in its tfvideogen.json)")
         if self.saved_model and not self.dataset:
             raise ValueError("dataset is required with saved_model (the SavedModel does not "
                              "record what it was trained on)")
@@ -146,7 +156,7 @@ class RunSource:
     """A training run, restored with `tfvideogen.training.load_task` (float32 policy)."""
 
     def __init__(self, model_dir: str, checkpoint: str = "", batch_size: int = 32,
-                 use_ema: bool = True):
+                 use_ema: bool = True, truncation: float = 1.0):
         import keras
 
         from tfvideogen import training
@@ -159,6 +169,7 @@ class RunSource:
         finally:
             keras.mixed_precision.set_global_policy(previous)
         self.model_dir, self.checkpoint, self.batch_size = model_dir, checkpoint, batch_size
+        self.truncation = truncation
         # Without an EMA generator (train.ema_decay=0) there is only the raw one.
         self.use_ema = use_ema and self.task.ema_generator is not None
         self.video_shape = tuple(self.task.video_shape)
@@ -166,14 +177,16 @@ class RunSource:
     def generate(self, captions: Sequence[str], seeds: np.ndarray) -> np.ndarray:
         seeds = np.asarray(seeds, np.int64)
         out = [self.task.generate(list(captions[i:i + self.batch_size]),
-                                  seed=seeds[i:i + self.batch_size], use_ema=self.use_ema)
+                                  seed=seeds[i:i + self.batch_size], use_ema=self.use_ema,
+                                  truncation=self.truncation)
                for i in range(0, len(captions), self.batch_size)]
         return np.concatenate(out)
 
     def describe(self) -> dict:
         return {"kind": "run", "path": self.model_dir, "step": self.step,
                 "checkpoint": self.checkpoint or "latest",
-                "generator": "ema" if self.use_ema else "generator"}
+                "generator": "ema" if self.use_ema else "generator",
+                "truncation": self.truncation}
 
 
 def resolve_saved_model(path: str) -> str:
@@ -230,7 +243,13 @@ class SavedModelSource:
         return np.concatenate(out)
 
     def describe(self) -> dict:
-        return {"kind": "saved_model", "path": self.path, "signature": self.SIGNATURE}
+        meta = os.path.join(self.path, "assets.extra", "tfvideogen.json")
+        truncation = 1.0
+        if tf.io.gfile.exists(meta):
+            with tf.io.gfile.GFile(meta) as f:
+                truncation = float(json.load(f).get("truncation", 1.0))
+        return {"kind": "saved_model", "path": self.path, "signature": self.SIGNATURE,
+                "truncation": truncation}
 
 
 # --------------------------------------------------------------------------- #
@@ -364,7 +383,8 @@ def evaluate(cfg: EvalConfig, source: VideoSource | None = None, log=print) -> d
     cfg.validate()
     t_start = time.perf_counter()
     if source is None:
-        source = (RunSource(cfg.model_dir, cfg.checkpoint, cfg.batch_size, cfg.use_ema)
+        source = (RunSource(cfg.model_dir, cfg.checkpoint, cfg.batch_size, cfg.use_ema,
+                            cfg.truncation)
                   if cfg.model_dir
                   else SavedModelSource(cfg.saved_model, cfg.batch_size))
     run_cfg = getattr(source, "cfg", None)
@@ -386,7 +406,8 @@ def evaluate(cfg: EvalConfig, source: VideoSource | None = None, log=print) -> d
     frames, height, width, _ = source.video_shape
     raw = bool(cfg.model_dir) and not cfg.use_ema
     out_dir = cfg.out_dir or os.path.join(
-        cfg.model_dir, "eval", f"step_{getattr(source, 'step', 0):06d}" + ("_raw" if raw else ""))
+        cfg.model_dir, "eval", f"step_{getattr(source, 'step', 0):06d}" + ("_raw" if raw else "")
+        + (f"_psi{cfg.truncation:g}" if cfg.truncation != 1.0 else ""))
     tf.io.gfile.makedirs(out_dir)
     timings: dict[str, float] = {}
 
@@ -492,7 +513,8 @@ def evaluate(cfg: EvalConfig, source: VideoSource | None = None, log=print) -> d
                                            os.path.join(out_dir, SAMPLES_FILE))
     logs_dir = cfg.logs_dir or (os.path.join(cfg.model_dir, "logs") if cfg.model_dir else "")
     # The curves in logs/eval follow the EMA generator (the one samples and exports use).
-    if cfg.model_dir and cfg.write_summaries and not cfg.logs_dir and not raw:
+    if (cfg.model_dir and cfg.write_summaries and not cfg.logs_dir and not raw
+            and cfg.truncation == 1.0):
         write_eval_summaries(os.path.join(logs_dir, "eval"), metrics, getattr(source, "step", 0))
     metrics["curves"] = None
     if logs_dir:
@@ -576,6 +598,9 @@ def markdown_report(metrics: Mapping) -> str:
         where += f" (run, step {src['step']}, checkpoint {src['checkpoint']}, {src['generator']})"
     else:
         where += " (SavedModel, `serving_default`)"
+    if src.get("truncation", 1.0) != 1.0:
+        where += (f", latents truncated to psi = {src['truncation']:g} (less diverse, more "
+                  f"typical clips than untruncated sampling)")
     ds = metrics["dataset"]
     lines += [f"- Evaluated: {where}",
               f"- Dataset: `{ds['name']}` {ds['options']}, clips "

@@ -11,12 +11,12 @@ from tfvideogen.models.discriminator import VideoDiscriminator
 from tfvideogen.models.generator import VideoGenerator
 from tfvideogen.models.hub_encoder import HubLoadError, HubTextEncoder
 from tfvideogen.models.mocogan import MoCoGenerator
-from tfvideogen.models.task import TextToVideo, latents_from_seeds, to_uint8
+from tfvideogen.models.task import TextToVideo, check_truncation, latents_from_seeds, to_uint8
 from tfvideogen.models.text_encoder import TextEncoder
 
 __all__ = ["HubLoadError", "HubTextEncoder", "MoCoGenerator", "TextEncoder", "TextToVideo",
            "VideoDiscriminator", "VideoGenerator", "build_task", "build_text_encoder",
-           "latents_from_seeds", "to_uint8"]
+           "latents_from_seeds", "to_uint8", "check_truncation"]
 
 
 def build_text_encoder(cfg: ModelConfig, vocabulary: Sequence[str]) -> keras.Model:
