@@ -217,6 +217,7 @@ def test_saved_model_gives_the_same_numbers_as_the_run(run_metrics, tiny_run_dir
                                   classifier=QUICK_JUDGE, grid_captions=4)
     m = evaluate_lib.evaluate(cfg, log=lambda *_: None)
     assert m["source"]["kind"] == "saved_model" and m["curves"] is None
+    assert m["source"]["truncation"] == 1.0  # no tfvideogen.json: served untruncated
     assert not os.path.exists(str(tmp_path / "eval" / "curves.png"))
     for split in ("train", "heldout"):
         a, b = m["splits"][split], run_metrics["splits"][split]

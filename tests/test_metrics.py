@@ -494,5 +494,7 @@ def test_object_compare_rejects_bad_input():
         objects_lib.compare(real, _boxes(2, 4))
     with pytest.raises(ValueError, match="black background"):
         objects_lib.compare(np.zeros_like(real), real)
-    with pytest.raises(ValueError, match=r"\[N, T, H, W, 3\]"):
-        objects_lib.compare(real[0], real)
+    with pytest.raises(ValueError, match=r"must be \[B,T,H,W,3\]"):
+        objects_lib.compare(real[0, 0], real)
+    with pytest.raises(ValueError, match="holds no videos"):
+        objects_lib.compare(real[:0], real)

@@ -243,11 +243,10 @@ class SavedModelSource:
         return np.concatenate(out)
 
     def describe(self) -> dict:
-        meta = os.path.join(self.path, "assets.extra", "tfvideogen.json")
-        truncation = 1.0
-        if tf.io.gfile.exists(meta):
-            with tf.io.gfile.GFile(meta) as f:
-                truncation = float(json.load(f).get("truncation", 1.0))
+        from tfvideogen.export.tflite import read_metadata
+
+        # Exports before truncation existed served untruncated latents.
+        truncation = float(read_metadata(self.path).get("truncation", 1.0))
         return {"kind": "saved_model", "path": self.path, "signature": self.SIGNATURE,
                 "truncation": truncation}
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from tfvideogen.utils import video as video_lib
+
 # uint8 brightness (brightest channel) from which a pixel belongs to an object:
 # the midpoint of the black background and a full-intensity color.
 THRESHOLD = 128
@@ -30,11 +32,7 @@ _EIGHT_CONNECTED = np.ones((3, 3), bool)
 
 
 def _check(videos: np.ndarray, name: str) -> np.ndarray:
-    videos = np.asarray(videos)
-    if videos.ndim != 5 or videos.shape[-1] != 3:
-        raise ValueError(f"{name} must be [N, T, H, W, 3], got shape {videos.shape}")
-    if videos.dtype != np.uint8:
-        raise ValueError(f"{name} must be uint8 0-255, got {videos.dtype}")
+    videos = video_lib.check_uint8_video(videos, name)
     if not len(videos):
         raise ValueError(f"{name} holds no videos")
     return videos
@@ -42,7 +40,8 @@ def _check(videos: np.ndarray, name: str) -> np.ndarray:
 
 def frame_stats(videos: np.ndarray, threshold: int = THRESHOLD,
                 min_pixels: int = MIN_PIXELS) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 videos [N, T, H, W, 3] -> (area, components), each float64 [N, T].
+    """uint8 videos [N, T, H, W, 3] (or one [T, H, W, 3]) -> (area, components),
+    each float64 [N, T].
 
     area: object pixels per frame; components: 8-connected object groups of at
     least `min_pixels` pixels per frame.
