@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from tfvideogen.export import text_sidecar, tflite
+from tfvideogen.models.task import check_truncation
 
 
 class TFLiteTextToVideo:
@@ -35,8 +36,7 @@ class TFLiteTextToVideo:
 
     def __init__(self, model_path: str, sidecar_dir: str, num_threads: int | None = None,
                  truncation: float = 1.0):
-        if not 0.0 < truncation <= 1.0:
-            raise ValueError(f"truncation must be in (0, 1], got {truncation}")
+        check_truncation(truncation)
         self.truncation = truncation
         if not os.path.isfile(model_path):
             raise FileNotFoundError(f"no TFLite model at {model_path}")
