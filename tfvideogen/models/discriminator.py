@@ -159,9 +159,8 @@ class VideoDiscriminator(keras.Model):
             x = ops.average_pool(x, (1, k, k), (1, k, k), padding="valid")
         for layer in self.video_convs:
             x = ops.leaky_relu(layer(x, training=training), 0.2)
-        h = ops.sum(x, axis=(1, 2, 3))  # sum-pool (BigGAN); keeps the scale of evidence
-        logits = [self._project(h, text_embedding, self.video_head, self.video_embed)]
-        features = [h]
+        # sum-pool (BigGAN); keeps the scale of evidence
+        features = [ops.sum(x, axis=(1, 2, 3))]
         if self.frame_frames:
             # Evenly spaced frames; the offset is random while training so every
             # frame is seen, fixed otherwise (deterministic scores).
@@ -176,13 +175,11 @@ class VideoDiscriminator(keras.Model):
             for layer in self.frame_convs:
                 f = ops.leaky_relu(layer(f, training=training), 0.2)
             hf = ops.sum(f, axis=(1, 2))
-            text_rep = ops.repeat(text_embedding, self.frame_frames, axis=0)
-            lf = self._project(hf, text_rep, self.frame_head, self.frame_embed)
-            logits.append(ops.mean(ops.reshape(lf, [-1, self.frame_frames]), axis=1,
-                                   keepdims=True))
+            # The frame head's logit is linear in the features, so scoring the
+            # frames' mean features is the mean of the frames' logits.
             features.append(ops.mean(ops.reshape(
                 hf, [-1, self.frame_frames, hf.shape[-1]]), axis=1))
-        logits = ops.concatenate(logits, axis=-1)
+        logits = self.score(features, text_embedding)
         return (logits, features) if return_features else logits
 
     def score(self, features, text_embedding):
@@ -190,9 +187,7 @@ class VideoDiscriminator(keras.Model):
         return_features=True)`) against `text_embedding` [B, D].
 
         Scores clips already seen under other captions without another pass
-        through the conv trunks, which do not see the text. Equal to `call`'s
-        logits up to float rounding (the projection is linear in the features,
-        so scoring the frames' mean features is the mean of the frames' scores).
+        through the conv trunks, which do not see the text; `call` ends with it.
         """
         heads = [(self.video_head, self.video_embed)]
         if self.frame_frames:

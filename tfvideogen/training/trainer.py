@@ -425,26 +425,24 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
                         groups),
                 tf.concat(texts, 0), training=True, return_features=True)
             n = tf.shape(video)[0]
+            real_features = [f[:n] for f in features]
             if t.rescore_mismatch:
                 real_l, fake_l = tf.split(logits, 2, axis=0)
-                mis_l = disc.score([f[:n] for f in features], wrong)
+                mis_l = disc.score(real_features, wrong)
             else:
                 real_l, fake_l, mis_l = tf.split(logits, 3, axis=0)
             d_loss = losses.discriminator_loss(t.loss, real_l, fake_l, mis_l, mismatch_mask,
                                                t.mismatch_weight, mismatch_count)
             d_obj = d_loss
             extra = {}
-            # Real-clip features are sliced once per use: sharing one slice changes
-            # the gradient summation order, and with it the default run's numbers.
             if contrast:
-                extra["d_contrastive"] = contrastive([f[:n] for f in features], all_emb,
-                                                     same_caption)
+                extra["d_contrastive"] = contrastive(real_features, all_emb, same_caption)
                 d_obj += t.contrastive_weight * extra["d_contrastive"]
             if words is not None:
                 # Real clips only (as in improved AC-GAN variants): D learns what the
                 # words look like, not how to name G's failures.
                 extra["d_words"] = losses.word_classification(
-                    disc.word_logits([f[:n] for f in features]), words)
+                    disc.word_logits(real_features), words)
                 d_obj += t.word_weight * extra["d_words"]
             if r1:
                 # Lazy R1 (StyleGAN2): every r1_every-th step, weighted by r1_every.
