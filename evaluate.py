@@ -9,6 +9,7 @@ See `tfvideogen.metrics.evaluate`.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -26,8 +27,10 @@ flags.DEFINE_string("model_dir", "", "A training run directory (its latest check
 flags.DEFINE_string("checkpoint", "", "With --model_dir: a checkpoint path instead of the latest.")
 flags.DEFINE_bool("ema", True, "With --model_dir: judge the EMA generator (--noema: the raw "
                   "one; reports go to eval/step_N_raw).")
-flags.DEFINE_float("truncation", 1.0, "With --model_dir: scale the latents by this psi in "
-                   "(0, 1] (the truncation trick: fidelity for diversity; 1 = none).")
+flags.DEFINE_list("truncation", ["1"], "With --model_dir: scale the latents by this psi in "
+                  "(0, 1] (the truncation trick: fidelity for diversity; 1 = none). Several "
+                  "(e.g. 1,0.7,0.5): one evaluation each and a side-by-side curve in "
+                  "<out_dir or model_dir/eval/step_N_truncation>/truncation.md.")
 flags.DEFINE_string("saved_model", "", "An exported SavedModel (a version dir or the base "
                     "path, whose highest version is used).")
 flags.DEFINE_string("out_dir", "", "Report directory (default <model_dir>/eval/step_N; "
@@ -64,9 +67,16 @@ flags.DEFINE_bool("write_summaries", True, "With --model_dir: log headline metri
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    try:
+        truncations = [float(p) for p in FLAGS.truncation]
+    except ValueError:
+        raise app.UsageError(f"--truncation takes numbers in (0, 1], got "
+                             f"{','.join(FLAGS.truncation)!r}") from None
+    if not truncations:
+        raise app.UsageError("--truncation is empty; give a psi in (0, 1] (1 = none)")
     cfg = evaluate_lib.EvalConfig(
         model_dir=FLAGS.model_dir, saved_model=FLAGS.saved_model, checkpoint=FLAGS.checkpoint,
-        use_ema=FLAGS.ema, truncation=FLAGS.truncation,
+        use_ema=FLAGS.ema, truncation=truncations[0],
         out_dir=FLAGS.out_dir, dataset=FLAGS.dataset, num_objects=FLAGS.num_objects,
         mnist_path=FLAGS.mnist_path, splits=tuple(FLAGS.splits), num_samples=FLAGS.num_samples,
         batch_size=FLAGS.batch_size, seed=FLAGS.seed,
@@ -77,7 +87,8 @@ def main(argv):
         classifier=classifier_lib.ClassifierConfig(steps=FLAGS.classifier_steps),
         grid_captions=FLAGS.grid_captions, write_summaries=FLAGS.write_summaries)
     try:
-        cfg.validate()
+        for psi in truncations:
+            dataclasses.replace(cfg, truncation=psi).validate()
         if cfg.fvd:  # fail before minutes of work when the module is missing
             fvd_lib.resolve_module(cfg.fvd_module, cfg.fvd_download)
     except fvd_lib.ModuleNotAvailableError as e:
@@ -85,6 +96,11 @@ def main(argv):
     except ValueError as e:
         raise app.UsageError(str(e)) from None
     try:
+        if len(truncations) > 1:
+            curve = evaluate_lib.evaluate_truncations(cfg, truncations, log=logging.info)
+            print(evaluate_lib.truncation_report(curve), end="")
+            print(f"report: {os.path.join(curve['out_dir'], evaluate_lib.TRUNCATION_REPORT)}")
+            return
         metrics = evaluate_lib.evaluate(cfg, log=logging.info)
     except (FileNotFoundError, ValueError) as e:
         logging.error("%s", e)

@@ -288,3 +288,59 @@ def test_run_source_truncates_on_request(tiny_run_dir):
     np.testing.assert_array_equal(half.generate(captions, seeds),
                                   half.task.generate(captions, seeds, truncation=0.5))
     assert not np.array_equal(half.generate(captions, seeds), full.generate(captions, seeds))
+
+
+@pytest.mark.slow
+def test_truncation_curve_evaluates_each_psi_from_one_load(run_metrics, tiny_run_dir,
+                                                           judge_cache, tmp_path):
+    source = evaluate_lib.RunSource(tiny_run_dir)
+    cfg = evaluate_lib.EvalConfig(model_dir=tiny_run_dir, out_dir=str(tmp_path / "curve"),
+                                  num_samples=24, batch_size=16, diversity_captions=2,
+                                  diversity_seeds=3, classifier_dir=judge_cache,
+                                  classifier=QUICK_JUDGE, grid_captions=4,
+                                  write_summaries=False)
+    curve = evaluate_lib.evaluate_truncations(cfg, [1.0, 0.5], source=source,
+                                              log=lambda *_: None)
+    out = curve["out_dir"]
+    assert {"psi_1", "psi_0.5", "truncation.json", "truncation.md"} <= set(os.listdir(out))
+    assert source.truncation == 1.0  # restored
+    assert [r["truncation"] for r in curve["rows"]] == [1.0, 0.5]
+    full, half = curve["rows"]
+    # psi = 1 is the plain evaluation; each row repeats its own report's numbers.
+    for split in ("train", "heldout"):
+        assert full["splits"][split]["caption_accuracy"] == \
+            run_metrics["splits"][split]["caption_accuracy"]
+    with open(os.path.join(out, "psi_0.5", "metrics.json")) as f:
+        stored = json.load(f)
+    assert stored["source"]["truncation"] == 0.5
+    for split, r in half["splits"].items():
+        assert r["caption_accuracy"] == stored["splits"][split]["caption_accuracy"]
+        assert r["diversity_ratio"] == pytest.approx(
+            stored["splits"][split]["diversity"]["mean_ratio"])
+    # Truncated latents give other videos, so other features.
+    assert half["splits"]["train"]["frechet_classifier_distance"] != \
+        full["splits"]["train"]["frechet_classifier_distance"]
+    with open(os.path.join(out, "truncation.md")) as f:
+        report = f.read()
+    acc = half["splits"]["heldout"]["caption_accuracy"]["all_correct"]
+    assert f"| [0.5](psi_0.5/report.md) | heldout | {100 * acc:.1f}% |" in report
+    assert "| psi | split | all correct | color | shape | motion |" in report
+
+
+def test_truncation_curve_rejects_bad_values_before_loading(tmp_path):
+    cfg = evaluate_lib.EvalConfig(model_dir=str(tmp_path / "no_run"))
+    for values, match in (([0.5], "at least two"), ([1.0, 0.5, 1.0], "repeat"),
+                          ([1.0, 1.5], "truncation must be in")):
+        with pytest.raises(ValueError, match=match):
+            evaluate_lib.evaluate_truncations(cfg, values)
+    saved = evaluate_lib.EvalConfig(saved_model=str(tmp_path), out_dir=str(tmp_path / "o"),
+                                    dataset="moving_shapes")
+    with pytest.raises(ValueError, match="truncation needs model_dir"):
+        evaluate_lib.evaluate_truncations(saved, [1.0, 0.5])
+
+
+def test_evaluate_cli_rejects_a_bad_truncation(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "evaluate.py"), f"--model_dir={tmp_path}",
+         "--truncation=1,half"], capture_output=True, text=True, env=_env(), timeout=300)
+    assert proc.returncode != 0 and "--truncation takes numbers" in proc.stderr

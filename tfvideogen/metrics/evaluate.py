@@ -404,9 +404,8 @@ def evaluate(cfg: EvalConfig, source: VideoSource | None = None, log=print) -> d
         options = {"mnist_path": options["mnist_path"]}
     frames, height, width, _ = source.video_shape
     raw = bool(cfg.model_dir) and not cfg.use_ema
-    out_dir = cfg.out_dir or os.path.join(
-        cfg.model_dir, "eval", f"step_{getattr(source, 'step', 0):06d}" + ("_raw" if raw else "")
-        + (f"_psi{cfg.truncation:g}" if cfg.truncation != 1.0 else ""))
+    out_dir = cfg.out_dir or _default_out_dir(
+        cfg, source, f"_psi{cfg.truncation:g}" if cfg.truncation != 1.0 else "")
     tf.io.gfile.makedirs(out_dir)
     timings: dict[str, float] = {}
 
@@ -532,6 +531,86 @@ def evaluate(cfg: EvalConfig, source: VideoSource | None = None, log=print) -> d
     log(f"wrote {out_dir}/{METRICS_FILE}, {REPORT_FILE}, {SAMPLES_FILE}"
         + (f", {CURVES_FILE}" if metrics["curves"] else ""))
     return metrics
+
+
+def _default_out_dir(cfg: EvalConfig, source: VideoSource, suffix: str) -> str:
+    raw = "_raw" if cfg.model_dir and not cfg.use_ema else ""
+    return os.path.join(cfg.model_dir, "eval",
+                        f"step_{getattr(source, 'step', 0):06d}{raw}{suffix}")
+
+
+TRUNCATION_FILE = "truncation.json"
+TRUNCATION_REPORT = "truncation.md"
+
+
+def evaluate_truncations(cfg: EvalConfig, truncations: Sequence[float],
+                         source: VideoSource | None = None, log=print) -> dict:
+    """Evaluates one run at several truncations psi: the accuracy-diversity curve.
+
+    The run is loaded once; every psi gets a full evaluation (`evaluate`) in
+    `<out>/psi_<psi>/`, and `<out>/truncation.{json,md}` put the headline numbers
+    side by side, where `<out>` is `cfg.out_dir` or `<model_dir>/eval/step_N_truncation`.
+    `source` (tests) must have a settable `truncation`. Returns the curve dict.
+    """
+    psis = [float(p) for p in truncations]
+    if len(psis) < 2:
+        raise ValueError(f"a truncation curve needs at least two psi values, got {psis}")
+    if len(set(psis)) != len(psis):
+        raise ValueError(f"truncation values repeat: {psis}")
+    for psi in psis:  # every psi valid before any work
+        dataclasses.replace(cfg, truncation=psi).validate()
+    if source is None:
+        source = RunSource(cfg.model_dir, cfg.checkpoint, cfg.batch_size, cfg.use_ema)
+    if not hasattr(source, "truncation"):
+        raise ValueError(f"{type(source).__name__} has no settable truncation")
+    out_dir = cfg.out_dir or _default_out_dir(cfg, source, "_truncation")
+    rows = []
+    for psi in psis:
+        source.truncation = psi
+        log(f"truncation psi = {psi:g}")
+        metrics = evaluate(dataclasses.replace(cfg, truncation=psi,
+                                               out_dir=os.path.join(out_dir, f"psi_{psi:g}")),
+                           source, log)
+        row = {"truncation": psi, "report": os.path.join(f"psi_{psi:g}", REPORT_FILE),
+               "splits": {}}
+        for split, r in metrics["splits"].items():
+            row["splits"][split] = {
+                "caption_accuracy": r["caption_accuracy"],
+                "frechet_classifier_distance": r["frechet_classifier_distance"],
+                "diversity_ratio": r["diversity"]["mean_ratio"] if "diversity" in r else None,
+                "area_ratio_mean": r["objects"]["area_ratio_mean"]}
+        rows.append(row)
+    source.truncation = 1.0
+    curve = {"source": {**source.describe(), "truncation": psis}, "rows": rows}
+    _write_bytes(os.path.join(out_dir, TRUNCATION_FILE),
+                 json.dumps(curve, indent=2, sort_keys=True, default=_json_default).encode())
+    _write_bytes(os.path.join(out_dir, TRUNCATION_REPORT), truncation_report(curve).encode())
+    curve["out_dir"] = out_dir
+    log(f"wrote {out_dir}/{TRUNCATION_FILE}, {TRUNCATION_REPORT}")
+    return curve
+
+
+def truncation_report(curve: Mapping) -> str:
+    """Markdown table of `evaluate_truncations`' curve: one row per psi and split."""
+    src, rows = curve["source"], curve["rows"]
+    heads = [k for k in next(iter(rows[0]["splits"].values()))["caption_accuracy"]
+             if k != "all_correct"]
+    lines = ["# Truncation curve", "",
+             f"- Evaluated: `{src['path']}` (step {src.get('step', 0)}, {src['generator']})",
+             "- One full evaluation per psi (latents scaled by psi; 1 = none; lower psi "
+             "trades diversity for fidelity); psi links to its report.", "",
+             "| psi | split | all correct | " + " | ".join(heads)
+             + " | FCD | diversity | object area (gen/real) |",
+             "|---|---|---|" + "---|" * len(heads) + "---|---|---|"]
+    for row in rows:
+        for split, r in row["splits"].items():
+            acc, div = r["caption_accuracy"], r["diversity_ratio"]
+            lines.append(
+                f"| [{row['truncation']:g}]({row['report']}) | {split} | "
+                f"{_pct(acc['all_correct'])} | " + " | ".join(_pct(acc[h]) for h in heads)
+                + f" | {r['frechet_classifier_distance']:.2f} | "
+                + ("-" if div is None else f"{div:.2f}") + f" | {r['area_ratio_mean']:.2f} |")
+    return "\n".join(lines) + "\n"
 
 
 def _grid_captions(dataset: data_lib.BuiltinDataset, cfg: EvalConfig) -> list[str]:
