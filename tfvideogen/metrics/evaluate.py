@@ -403,7 +403,7 @@ def evaluate(cfg: EvalConfig, source: VideoSource | None = None, log=print) -> d
     elif name == "bouncing_digits":
         options = {"mnist_path": options["mnist_path"]}
     frames, height, width, _ = source.video_shape
-    raw = bool(cfg.model_dir) and not cfg.use_ema
+    raw = _judges_raw(cfg)
     out_dir = cfg.out_dir or _default_out_dir(
         cfg, source, f"_psi{cfg.truncation:g}" if cfg.truncation != 1.0 else "")
     tf.io.gfile.makedirs(out_dir)
@@ -533,8 +533,13 @@ def evaluate(cfg: EvalConfig, source: VideoSource | None = None, log=print) -> d
     return metrics
 
 
+def _judges_raw(cfg: EvalConfig) -> bool:
+    """A run's raw generator instead of its EMA (reports go to step_N_raw)."""
+    return bool(cfg.model_dir) and not cfg.use_ema
+
+
 def _default_out_dir(cfg: EvalConfig, source: VideoSource, suffix: str) -> str:
-    raw = "_raw" if cfg.model_dir and not cfg.use_ema else ""
+    raw = "_raw" if _judges_raw(cfg) else ""
     return os.path.join(cfg.model_dir, "eval",
                         f"step_{getattr(source, 'step', 0):06d}{raw}{suffix}")
 
@@ -564,23 +569,25 @@ def evaluate_truncations(cfg: EvalConfig, truncations: Sequence[float],
     if not hasattr(source, "truncation"):
         raise ValueError(f"{type(source).__name__} has no settable truncation")
     out_dir = cfg.out_dir or _default_out_dir(cfg, source, "_truncation")
-    rows = []
-    for psi in psis:
-        source.truncation = psi
-        log(f"truncation psi = {psi:g}")
-        metrics = evaluate(dataclasses.replace(cfg, truncation=psi,
-                                               out_dir=os.path.join(out_dir, f"psi_{psi:g}")),
-                           source, log)
-        row = {"truncation": psi, "report": os.path.join(f"psi_{psi:g}", REPORT_FILE),
-               "splits": {}}
-        for split, r in metrics["splits"].items():
-            row["splits"][split] = {
-                "caption_accuracy": r["caption_accuracy"],
-                "frechet_classifier_distance": r["frechet_classifier_distance"],
-                "diversity_ratio": r["diversity"]["mean_ratio"] if "diversity" in r else None,
-                "area_ratio_mean": r["objects"]["area_ratio_mean"]}
-        rows.append(row)
-    source.truncation = 1.0
+    rows, original = [], source.truncation
+    try:
+        for psi in psis:
+            source.truncation = psi
+            log(f"truncation psi = {psi:g}")
+            metrics = evaluate(dataclasses.replace(cfg, truncation=psi,
+                                                   out_dir=os.path.join(out_dir, f"psi_{psi:g}")),
+                               source, log)
+            row = {"truncation": psi, "report": os.path.join(f"psi_{psi:g}", REPORT_FILE),
+                   "splits": {}}
+            for split, r in metrics["splits"].items():
+                row["splits"][split] = {
+                    "caption_accuracy": r["caption_accuracy"],
+                    "frechet_classifier_distance": r["frechet_classifier_distance"],
+                    "diversity_ratio": r["diversity"]["mean_ratio"] if "diversity" in r else None,
+                    "area_ratio_mean": r["objects"]["area_ratio_mean"]}
+            rows.append(row)
+    finally:
+        source.truncation = original  # the caller's source, as given
     curve = {"source": {**source.describe(), "truncation": psis}, "rows": rows}
     _write_bytes(os.path.join(out_dir, TRUNCATION_FILE),
                  json.dumps(curve, indent=2, sort_keys=True, default=_json_default).encode())
