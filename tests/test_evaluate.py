@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import subprocess
@@ -292,7 +293,19 @@ def test_run_source_truncates_on_request(tiny_run_dir):
 
 @pytest.mark.slow
 def test_truncation_curve_evaluates_each_psi_from_one_load(run_metrics, tiny_run_dir,
-                                                           judge_cache, tmp_path):
+                                                           judge_cache, tmp_path, monkeypatch):
+    calls = collections.Counter()
+
+    def counted(name, fn):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+        return wrapper
+
+    for module, name in ((evaluate_lib.classifier_lib, "load_or_train"),
+                         (evaluate_lib.classifier_lib, "real_clips"),
+                         (evaluate_lib.diversity_lib, "real_clips_by_caption")):
+        monkeypatch.setattr(module, name, counted(name, getattr(module, name)))
     source = evaluate_lib.RunSource(tiny_run_dir)
     cfg = evaluate_lib.EvalConfig(model_dir=tiny_run_dir, out_dir=str(tmp_path / "curve"),
                                   num_samples=24, batch_size=16, diversity_captions=2,
@@ -305,6 +318,9 @@ def test_truncation_curve_evaluates_each_psi_from_one_load(run_metrics, tiny_run
     assert {"psi_1", "psi_0.5", "truncation.json", "truncation.md"} <= set(os.listdir(out))
     assert source.truncation == 1.0  # restored
     assert [r["truncation"] for r in curve["rows"]] == [1.0, 0.5]
+    # What does not depend on psi is built once: the judge, and per split (2) the
+    # real clips, their floor sample and the diversity reference.
+    assert calls == {"load_or_train": 1, "real_clips": 4, "real_clips_by_caption": 2}
     full, half = curve["rows"]
     # psi = 1 is the plain evaluation; each row repeats its own report's numbers.
     for split in ("train", "heldout"):

@@ -22,13 +22,14 @@ train and held-out captions) and `curves.png` (scalars of `<model_dir>/logs`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import json
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
-from typing import Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import tensorflow as tf
@@ -374,10 +375,23 @@ def _reference_split(dataset: data_lib.BuiltinDataset, split: str) -> str:
     return split
 
 
-def evaluate(cfg: EvalConfig, source: VideoSource | None = None, log=print) -> dict:
+def _memo(store: dict | None, key: tuple, make: Callable[[], Any]) -> Any:
+    """`make()`, computed once per `key` when `store` is a dict."""
+    if store is None:
+        return make()
+    if key not in store:
+        store[key] = make()
+    return store[key]
+
+
+def evaluate(cfg: EvalConfig, source: VideoSource | None = None, log=print,
+             reference: dict | None = None) -> dict:
     """Runs the evaluation of `cfg` and writes the reports; returns the metrics dict.
 
     `source` overrides what `cfg.model_dir`/`cfg.saved_model` would load (tests).
+    `reference`: a dict memoising what does not depend on the generator (the
+    judge; per split the real clips, their judge outputs and the real-vs-real
+    floor), shared by several evaluations of one run (`evaluate_truncations`).
     """
     cfg.validate()
     t_start = time.perf_counter()
@@ -412,8 +426,11 @@ def evaluate(cfg: EvalConfig, source: VideoSource | None = None, log=print) -> d
     t0 = time.perf_counter()
     cache = cfg.classifier_dir or default_cache_dir()
     log(f"classifier: loading or training under {cache}")
-    judge, judge_info, judge_dir = classifier_lib.load_or_train(
-        name, frames, height, width, cache, cfg.classifier, **options)
+    opts = tuple(sorted(options.items()))
+    judge, judge_info, judge_dir = _memo(
+        reference, ("judge", name, frames, height, width, cache, repr(cfg.classifier), opts),
+        functools.partial(classifier_lib.load_or_train, name, frames, height, width, cache,
+                          cfg.classifier, **options))
     heads = judge.heads
     timings["classifier"] = time.perf_counter() - t0
 
@@ -428,21 +445,27 @@ def evaluate(cfg: EvalConfig, source: VideoSource | None = None, log=print) -> d
         count = max(cfg.num_samples, n_fvd)
         log(f"{split}: {count} real clips ({ref_split} split, seed {cfg.seed}) and "
             f"{count} generated videos")
-        real, captions = classifier_lib.real_clips(name, ref_split, frames, height, width,
-                                                   cfg.seed, count, **options)
+        n = cfg.num_samples
+        key = (name, ref_split, frames, height, width, cfg.seed, opts, judge_dir)
+
+        def judged_real(count=count, n=n, ref_split=ref_split):
+            real, captions = classifier_lib.real_clips(name, ref_split, frames, height, width,
+                                                       cfg.seed, count, **options)
+            # Real-vs-real floor: what FCD reads for two real samples of this size.
+            floor_real, _ = classifier_lib.real_clips(name, ref_split, frames, height, width,
+                                                      cfg.seed + 1, n, **options)
+            return (real, captions, *classifier_lib.predict(judge, real[:n]),
+                    classifier_lib.predict(judge, floor_real)[1])
+
+        real, captions, pred_real, feat_real, feat_floor = _memo(
+            reference, ("real", *key, count, n), judged_real)
         seeds = np.arange(count, dtype=np.int64)
         fake = source.generate(captions, seeds)
         if fake.shape != real.shape or fake.dtype != np.uint8:
             raise ValueError(f"generated videos are {fake.dtype} {fake.shape}, expected uint8 "
                              f"{real.shape}")
-        n = cfg.num_samples
         labels = classifier_lib.caption_labels(dataset, captions[:n], heads)
         pred_fake, feat_fake = classifier_lib.predict(judge, fake[:n])
-        pred_real, feat_real = classifier_lib.predict(judge, real[:n])
-        # Real-vs-real floor: what FCD reads for two real samples of this size.
-        floor_real, _ = classifier_lib.real_clips(name, ref_split, frames, height, width,
-                                                  cfg.seed + 1, n, **options)
-        _, feat_floor = classifier_lib.predict(judge, floor_real)
         judge_real = classifier_lib.accuracy(pred_real, labels)["all_correct"]
         if judge_real < JUDGE_MIN_ACCURACY:
             log(f"{split}: warning: the judge gets only {judge_real:.1%} of real clips fully "
@@ -469,8 +492,10 @@ def evaluate(cfg: EvalConfig, source: VideoSource | None = None, log=print) -> d
             for j, c in enumerate(div_captions):
                 gen_by_caption[c] = source.generate([c] * k,
                                                     10_000 + j * k + np.arange(k, dtype=np.int64))
-            real_by_caption = diversity_lib.real_clips_by_caption(
-                name, ref_split, div_captions, k, frames, height, width, cfg.seed, **options)
+            real_by_caption = _memo(
+                reference, ("diversity", *key, tuple(div_captions), k),
+                functools.partial(diversity_lib.real_clips_by_caption, name, ref_split,
+                                  div_captions, k, frames, height, width, cfg.seed, **options))
             split_result["diversity"] = diversity_lib.diversity_scores(
                 gen_by_caption, real_by_caption, cfg.collapse_threshold)
         if n_fvd:
@@ -552,7 +577,8 @@ def evaluate_truncations(cfg: EvalConfig, truncations: Sequence[float],
                          source: VideoSource | None = None, log=print) -> dict:
     """Evaluates one run at several truncations psi: the accuracy-diversity curve.
 
-    The run is loaded once; every psi gets a full evaluation (`evaluate`) in
+    The run, the judge and the real reference clips (with their judge outputs) are
+    loaded once; every psi gets a full evaluation (`evaluate`) in
     `<out>/psi_<psi>/`, and `<out>/truncation.{json,md}` put the headline numbers
     side by side, where `<out>` is `cfg.out_dir` or `<model_dir>/eval/step_N_truncation`.
     `source` (tests) must have a settable `truncation`. Returns the curve dict.
@@ -569,14 +595,14 @@ def evaluate_truncations(cfg: EvalConfig, truncations: Sequence[float],
     if not hasattr(source, "truncation"):
         raise ValueError(f"{type(source).__name__} has no settable truncation")
     out_dir = cfg.out_dir or _default_out_dir(cfg, source, "_truncation")
-    rows, original = [], source.truncation
+    rows, original, reference = [], source.truncation, {}
     try:
         for psi in psis:
             source.truncation = psi
             log(f"truncation psi = {psi:g}")
             metrics = evaluate(dataclasses.replace(cfg, truncation=psi,
                                                    out_dir=os.path.join(out_dir, f"psi_{psi:g}")),
-                               source, log)
+                               source, log, reference)
             row = {"truncation": psi, "report": os.path.join(f"psi_{psi:g}", REPORT_FILE),
                    "splits": {}}
             for split, r in metrics["splits"].items():
