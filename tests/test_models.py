@@ -143,6 +143,40 @@ def test_discriminator_heads(frame_frames, sn, stem):
         models.VideoDiscriminator(frames=4, size=16, frame_stem=4)
 
 
+def test_discriminator_pooling():
+    """"sum_max" features are the sum- and the max-pooled last feature maps, side by
+    side, per head; the frame head's are averaged over its frames."""
+    video, text = tf.random.normal([3, 4, 16, 16, 3]), tf.random.normal([3, 6])
+    ds = {}
+    for pooling in ("sum", "max", "sum_max"):
+        ds[pooling] = models.VideoDiscriminator(frames=4, size=16, text_dim=6, base_width=4,
+                                                max_width=8, frame_frames=2, pooling=pooling)
+        ds[pooling].build()
+        if pooling != "sum":
+            for a, b in zip(ds[pooling].video_convs + ds[pooling].frame_convs,
+                            ds["sum"].video_convs + ds["sum"].frame_convs):
+                a.set_weights(b.get_weights())
+    assert (ds["sum"].video_width, ds["sum_max"].video_width) == (8, 16)
+    assert ds["sum_max"].video_head.kernel.shape == (16, 1)
+    feats = {k: d(video, text, return_features=True)[1] for k, d in ds.items()}
+    # Rebuild the last feature maps by hand.
+    x = video
+    for layer in ds["sum"].video_convs:
+        x = tf.nn.leaky_relu(layer(x), 0.2)
+    f = tf.reshape(video[:, ::2], [-1, 16, 16, 3])  # frame sampler: offset 0 when not training
+    for layer in ds["sum"].frame_convs:
+        f = tf.nn.leaky_relu(layer(f), 0.2)
+    f = tf.reshape(f, [3, 2, *f.shape[1:]])
+    want = {"sum": [tf.reduce_sum(x, [1, 2, 3]), tf.reduce_mean(tf.reduce_sum(f, [2, 3]), 1)],
+            "max": [tf.reduce_max(x, [1, 2, 3]), tf.reduce_mean(tf.reduce_max(f, [2, 3]), 1)]}
+    want["sum_max"] = [tf.concat([s, m], -1) for s, m in zip(want["sum"], want["max"])]
+    for pooling, heads in want.items():
+        for got, expected in zip(feats[pooling], heads):
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="pooling='mean'; valid: sum, max, sum_max"):
+        models.VideoDiscriminator(frames=4, size=16, pooling="mean")
+
+
 @pytest.mark.parametrize("frame_frames", [0, 2])
 def test_discriminator_score_rescores_features_under_other_captions(frame_frames):
     d = models.VideoDiscriminator(frames=4, size=16, text_dim=6, base_width=8, max_width=16,
@@ -256,7 +290,7 @@ def test_nearest_up_conv_equals_upsample_then_conv(time):
                                   rgb_kernel=1),
     lambda: models.VideoDiscriminator(frames=4, size=16, text_dim=5, base_width=4, max_width=8,
                                       spectral_norm=True, frame_frames=2, video_downsample=2,
-                                      frame_stem=3, word_classes=4),
+                                      frame_stem=3, word_classes=4, pooling="sum_max"),
     lambda: layers.ConditionalNorm(3, epsilon=1e-3),
 ])
 def test_config_round_trip(make):

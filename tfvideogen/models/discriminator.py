@@ -7,6 +7,8 @@ from keras import ops
 
 from tfvideogen.models.layers import PACKAGE, maybe_spectral
 
+POOLING = ("sum", "max", "sum_max")
+
 
 @keras.saving.register_keras_serializable(PACKAGE)
 class VideoDiscriminator(keras.Model):
@@ -24,15 +26,18 @@ class VideoDiscriminator(keras.Model):
     stride-2 layer. `word_classes` = V > 0 adds a word classifier (Dense to V
     logits) on each head's pooled features, read by `word_logits`: which of
     the V vocabulary words the clip's caption holds (an AC-GAN-style
-    auxiliary task over caption words). Each head is conditioned by projection
-    (Miyato & Koyama 2018): logit = w.h + <h, V text>, so a real clip with a
-    wrong caption can be scored as fake.
+    auxiliary task over caption words). `pooling` reduces each head's last
+    feature map over its positions: "sum" (BigGAN; keeps the scale of
+    evidence), "max" (a small object's evidence undiluted by the background)
+    or "sum_max" (both, concatenated: twice the pooled width). Each head is
+    conditioned by projection (Miyato & Koyama 2018): logit = w.h + <h, V text>,
+    so a real clip with a wrong caption can be scored as fake.
     """
 
     def __init__(self, frames: int = 16, size: int = 32, text_dim: int = 128,
                  base_width: int = 32, max_width: int = 256, spectral_norm: bool = False,
                  frame_frames: int = 0, video_downsample: int = 1, frame_stem: int = 0,
-                 word_classes: int = 0, **kwargs):
+                 word_classes: int = 0, pooling: str = "sum", **kwargs):
         super().__init__(**kwargs)
         self.frames, self.size, self.text_dim = frames, size, text_dim
         self.base_width, self.max_width = base_width, max_width
@@ -54,6 +59,9 @@ class VideoDiscriminator(keras.Model):
         if word_classes < 0:
             raise ValueError(f"word_classes must be >= 0, got {word_classes}")
         self.word_classes = word_classes
+        if pooling not in POOLING:
+            raise ValueError(f"pooling={pooling!r}; valid: {', '.join(POOLING)}")
+        self.pooling = pooling
 
         self.seed_generator = keras.random.SeedGenerator(0, name="frame_sampler")
 
@@ -115,7 +123,17 @@ class VideoDiscriminator(keras.Model):
         return self._convs("f") if self.frame_frames else []
 
     def _out_width(self, n_layers: int) -> int:
-        return min(self.max_width, self.base_width * 2 ** (n_layers - 1))
+        """Width of the pooled features after `n_layers` convs."""
+        width = min(self.max_width, self.base_width * 2 ** (n_layers - 1))
+        return 2 * width if self.pooling == "sum_max" else width
+
+    def _pool(self, x, axes):
+        pooled = []
+        if self.pooling in ("sum", "sum_max"):
+            pooled.append(ops.sum(x, axis=axes))
+        if self.pooling in ("max", "sum_max"):
+            pooled.append(ops.max(x, axis=axes))
+        return pooled[0] if len(pooled) == 1 else ops.concatenate(pooled, axis=-1)
 
     @property
     def heads(self) -> int:
@@ -127,10 +145,10 @@ class VideoDiscriminator(keras.Model):
             layer.build((None, t, s, s, c))
             conv = getattr(layer, "layer", layer)
             t, s, c = t // conv.strides[0], s // 2, conv.filters
-        self.video_head.build((None, c))
+        self.video_head.build((None, self.video_width))
         self.video_embed.build((None, self.text_dim))
         if self.word_classes:
-            self.v_words.build((None, c))
+            self.v_words.build((None, self.video_width))
         if self.frame_frames:
             s, c = self.size, 3
             if self.frame_stem:
@@ -139,10 +157,10 @@ class VideoDiscriminator(keras.Model):
             for layer in self.frame_convs:
                 layer.build((None, s, s, c))
                 s, c = s // 2, getattr(layer, "layer", layer).filters
-            self.frame_head.build((None, c))
+            self.frame_head.build((None, self.frame_width))
             self.frame_embed.build((None, self.text_dim))
             if self.word_classes:
-                self.f_words.build((None, c))
+                self.f_words.build((None, self.frame_width))
         self.built = True
 
     def _project(self, h, text, head, embed):
@@ -159,8 +177,7 @@ class VideoDiscriminator(keras.Model):
             x = ops.average_pool(x, (1, k, k), (1, k, k), padding="valid")
         for layer in self.video_convs:
             x = ops.leaky_relu(layer(x, training=training), 0.2)
-        # sum-pool (BigGAN); keeps the scale of evidence
-        features = [ops.sum(x, axis=(1, 2, 3))]
+        features = [self._pool(x, (1, 2, 3))]
         if self.frame_frames:
             # Evenly spaced frames; the offset is random while training so every
             # frame is seen, fixed otherwise (deterministic scores).
@@ -174,7 +191,7 @@ class VideoDiscriminator(keras.Model):
                 f = ops.leaky_relu(self.f_stem(f, training=training), 0.2)
             for layer in self.frame_convs:
                 f = ops.leaky_relu(layer(f, training=training), 0.2)
-            hf = ops.sum(f, axis=(1, 2))
+            hf = self._pool(f, (1, 2))
             # The frame head's logit is linear in the features, so scoring the
             # frames' mean features is the mean of the frames' logits.
             features.append(ops.mean(ops.reshape(
@@ -228,4 +245,5 @@ class VideoDiscriminator(keras.Model):
                 "text_dim": self.text_dim, "base_width": self.base_width,
                 "max_width": self.max_width, "spectral_norm": self.spectral_norm,
                 "frame_frames": self.frame_frames, "video_downsample": self.video_downsample,
-                "frame_stem": self.frame_stem, "word_classes": self.word_classes}
+                "frame_stem": self.frame_stem, "word_classes": self.word_classes,
+                "pooling": self.pooling}
