@@ -9,7 +9,6 @@ See `tfvideogen.metrics.evaluate`.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -87,8 +86,7 @@ def main(argv):
         classifier=classifier_lib.ClassifierConfig(steps=FLAGS.classifier_steps),
         grid_captions=FLAGS.grid_captions, write_summaries=FLAGS.write_summaries)
     try:
-        for psi in truncations:
-            dataclasses.replace(cfg, truncation=psi).validate()
+        evaluate_lib.check_truncations(cfg, truncations)
         if cfg.fvd:  # fail before minutes of work when the module is missing
             fvd_lib.resolve_module(cfg.fvd_module, cfg.fvd_download)
     except fvd_lib.ModuleNotAvailableError as e:

@@ -355,8 +355,12 @@ def test_truncation_curve_rejects_bad_values_before_loading(tmp_path):
         evaluate_lib.evaluate_truncations(saved, [1.0, 0.5])
 
 
-def test_evaluate_cli_rejects_a_bad_truncation(tmp_path):
+@pytest.mark.parametrize("value, message", [("1,half", "--truncation takes numbers"),
+                                            ("1,0.5,1", "truncation values repeat")])
+def test_evaluate_cli_rejects_a_bad_truncation(tmp_path, value, message):
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, "evaluate.py"), f"--model_dir={tmp_path}",
-         "--truncation=1,half"], capture_output=True, text=True, env=_env(), timeout=300)
-    assert proc.returncode != 0 and "--truncation takes numbers" in proc.stderr
+         f"--truncation={value}"], capture_output=True, text=True, env=_env(), timeout=300)
+    # A usage error (absl: exit 1, the flags' help, the message), before any load.
+    assert proc.returncode == 1 and message in proc.stderr, proc.stderr[-2000:]
+    assert "--truncation:" in proc.stderr

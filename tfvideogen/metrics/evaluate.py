@@ -573,6 +573,16 @@ TRUNCATION_FILE = "truncation.json"
 TRUNCATION_REPORT = "truncation.md"
 
 
+def check_truncations(cfg: EvalConfig, truncations: Sequence[float]) -> list[float]:
+    """The psi values as floats; ValueError for repeats or a psi `cfg` cannot use."""
+    psis = [float(p) for p in truncations]
+    if len(set(psis)) != len(psis):
+        raise ValueError(f"truncation values repeat: {psis}")
+    for psi in psis:
+        dataclasses.replace(cfg, truncation=psi).validate()
+    return psis
+
+
 def evaluate_truncations(cfg: EvalConfig, truncations: Sequence[float],
                          source: VideoSource | None = None, log=print) -> dict:
     """Evaluates one run at several truncations psi: the accuracy-diversity curve.
@@ -583,13 +593,10 @@ def evaluate_truncations(cfg: EvalConfig, truncations: Sequence[float],
     side by side, where `<out>` is `cfg.out_dir` or `<model_dir>/eval/step_N_truncation`.
     `source` (tests) must have a settable `truncation`. Returns the curve dict.
     """
-    psis = [float(p) for p in truncations]
-    if len(psis) < 2:
-        raise ValueError(f"a truncation curve needs at least two psi values, got {psis}")
-    if len(set(psis)) != len(psis):
-        raise ValueError(f"truncation values repeat: {psis}")
-    for psi in psis:  # every psi valid before any work
-        dataclasses.replace(cfg, truncation=psi).validate()
+    if len(truncations) < 2:
+        raise ValueError(f"a truncation curve needs at least two psi values, got "
+                         f"{list(truncations)}")
+    psis = check_truncations(cfg, truncations)  # every psi valid before any work
     if source is None:
         source = RunSource(cfg.model_dir, cfg.checkpoint, cfg.batch_size, cfg.use_ema)
     if not hasattr(source, "truncation"):
