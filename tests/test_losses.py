@@ -102,6 +102,33 @@ def test_contrastive_by_hand_with_a_repeated_caption():
     assert float(losses.contrastive(s, np.ones((3, 3), bool), t)) == pytest.approx(0.0, abs=1e-6)
 
 
+def test_word_detection_by_hand():
+    # Row 0 holds words 0-2 under zero logits; row 1 holds no known word (skipped);
+    # row 2 holds word 0 with logits (5, 0, 0, 0).
+    logits = np.array([[0, 0, 0, 0], [1, 2, 3, 4], [5, 0, 0, 0]], np.float32)
+    words = np.array([[1, 1, 1, 0], [0, 0, 0, 0], [1, 0, 0, 0]], np.float32)
+    row0 = 4 * math.log(2)  # every word at p = 1/2, present or not
+    row2 = math.log(1 + math.exp(-5)) + 3 * math.log(2)
+    expected = (row0 + row2) / 2
+    assert float(losses.word_detection(logits, words)) == pytest.approx(expected, rel=1e-5)
+    two = losses.word_detection(np.stack([logits, logits]), words)
+    assert float(two) == pytest.approx(expected, rel=1e-5)
+    confident = np.where(words > 0, 30.0, -30.0).astype(np.float32)
+    assert float(losses.word_detection(confident, words)) == pytest.approx(0.0, abs=1e-6)
+    assert float(losses.word_detection(logits, np.zeros_like(words))) == 0.0
+    # The gradient a present word gets does not shrink with the caption's length,
+    # as the softmax loss's does (1/len(caption) of the mass).
+    for n_words in (2, 8):
+        w = np.zeros([1, 10], np.float32)
+        w[0, :n_words] = 1
+        x = tf.Variable(np.zeros([1, 10], np.float32))
+        with tf.GradientTape(persistent=True) as tape:
+            det, cls = losses.word_detection(x, w), losses.word_classification(x, w)
+        assert float(tape.gradient(det, x)[0, 0]) == pytest.approx(-0.5)
+        assert float(tape.gradient(cls, x)[0, 0]) == pytest.approx(0.1 - 1 / n_words)
+    assert set(losses.WORD_LOSSES) == {"softmax", "sigmoid"}
+
+
 def test_word_classification_by_hand():
     # Row 0 holds words 0-2 under uniform logits; row 1 holds no known word
     # (skipped); row 2 holds word 0 with logits (5, 0, 0, 0).

@@ -28,6 +28,7 @@ STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 # index in the run), so results do not depend on the replica count.
 NOISE = ("stream", "indexed")
 EMBEDDING_GRADS = ("sparse", "dense")
+WORD_LOSSES = ("softmax", "sigmoid")
 
 
 @dataclasses.dataclass
@@ -158,6 +159,11 @@ class TrainConfig:
     word_dropout: float = 0.0
     # Weight of the word-classifier loss (model.discriminator.word_head) for D and G.
     word_weight: float = 1.0
+    # The word head's loss: "softmax" (one softmax over the vocabulary against the
+    # caption's words, losses.word_classification) or "sigmoid" (a yes/no per
+    # word, summed: losses.word_detection; a shape word's gradient is not diluted
+    # by the caption's length).
+    word_loss: str = "softmax"
     # Video-caption contrastive loss (XMC-GAN) on D's pooled features: D learns it
     # on real clips, G on its own; each clip is told apart from the batch's other
     # captions (0 = off). On by default: without it the default run can collapse
@@ -211,6 +217,7 @@ class ExperimentConfig:
         _check_choice("train.strategy", self.train.strategy, STRATEGIES)
         _check_choice("train.noise", self.train.noise, NOISE)
         _check_choice("train.embedding_grads", self.train.embedding_grads, EMBEDDING_GRADS)
+        _check_choice("train.word_loss", self.train.word_loss, WORD_LOSSES)
         for key in ("intra_op_threads", "inter_op_threads"):
             if getattr(self.train, key) < 0:
                 raise ValueError(f"train.{key} must be >= 0 (0 = TF default), "

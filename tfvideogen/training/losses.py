@@ -132,3 +132,25 @@ def word_classification(logits, words) -> tf.Tensor:
     kl = tf.reduce_sum(q * (safe_log_q - log_p), axis=-1)  # [B] or [heads, B]
     valid = tf.broadcast_to(tf.cast(n > 0, tf.float32), tf.shape(kl))
     return tf.math.divide_no_nan(tf.reduce_sum(kl * valid), tf.reduce_sum(valid))
+
+
+
+def word_detection(logits, words) -> tf.Tensor:
+    """Caption-word detection loss (one sigmoid per word), >= 0.
+
+    `logits` [B, V] or [heads, B, V], `words` [B, V] multi-hot, as in
+    `word_classification`. Per row: the binary cross-entropies of all V words
+    (present or absent), summed, so each word is its own yes/no question at full
+    strength: the softmax loss gives a caption's word 1/len(caption) of the mass,
+    and a shape word of an 8-word caption a gradient 8x smaller. Averaged over
+    rows that hold at least one known word (and heads).
+    """
+    logits = _f32(logits)
+    q = tf.broadcast_to(_f32(words), tf.shape(logits))
+    bce = tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=q, logits=logits),
+                        axis=-1)  # [B] or [heads, B]
+    valid = tf.cast(tf.reduce_sum(q, axis=-1) > 0, tf.float32)
+    return tf.math.divide_no_nan(tf.reduce_sum(bce * valid), tf.reduce_sum(valid))
+
+
+WORD_LOSSES = {"softmax": word_classification, "sigmoid": word_detection}

@@ -378,6 +378,7 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
         return {**out, "stop": tf.cast(stop, tf.float32)}
 
     grads = embedding_gradients(t.embedding_grads)
+    word_loss = losses.WORD_LOSSES[t.word_loss]
 
     contrast = t.contrastive_weight > 0
 
@@ -441,8 +442,7 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
             if words is not None:
                 # Real clips only (as in improved AC-GAN variants): D learns what the
                 # words look like, not how to name G's failures.
-                extra["d_words"] = losses.word_classification(
-                    disc.word_logits(real_features), words)
+                extra["d_words"] = word_loss(disc.word_logits(real_features), words)
                 d_obj += t.word_weight * extra["d_words"]
             if r1:
                 # Lazy R1 (StyleGAN2): every r1_every-th step, weighted by r1_every.
@@ -466,7 +466,7 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
                 extra["g_contrastive"] = contrastive(g_features, all_cond, same_caption)
                 g_obj += t.contrastive_weight * extra["g_contrastive"]
             if words is not None:
-                extra["g_words"] = losses.word_classification(disc.word_logits(g_features), words)
+                extra["g_words"] = word_loss(disc.word_logits(g_features), words)
                 g_obj += t.word_weight * extra["g_words"]
             g_obj = g_obj / replicas
             if scaled:
