@@ -56,6 +56,8 @@ def test_bad_overrides_name_the_problem(override, message):
      "=leaky_tanh needs"),
     ("model.text_encoder.pooling=max", "model.text_encoder.pooling='max' is not one of gru, mean"),
     ("train.word_loss=hinge", "train.word_loss='hinge' is not one of softmax, sigmoid"),
+    ("model.discriminator.norm=batch",
+     "model.discriminator.norm='batch' is not one of none, group"),
     ("model.discriminator.pooling=mean",
      "model.discriminator.pooling='mean' is not one of sum, max, sum_max"),
     ("model.generator.rgb_kernel=2", "model.generator.rgb_kernel must be 1 or 3, got 2"),

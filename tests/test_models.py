@@ -177,6 +177,29 @@ def test_discriminator_pooling():
         models.VideoDiscriminator(frames=4, size=16, pooling="mean")
 
 
+def test_discriminator_group_norm_is_per_sample():
+    d = models.VideoDiscriminator(frames=4, size=16, text_dim=6, base_width=4, max_width=8,
+                                  frame_frames=2, norm="group", pooling="max")
+    video, text = tf.random.normal([3, 4, 16, 16, 3]), tf.random.normal([3, 6])
+    logits = d(video, text)
+    # One group norm per stride-2 conv of each trunk, with the conv's width.
+    norms = [layer for layer in d._flatten_layers()
+             if isinstance(layer, keras.layers.GroupNormalization)]
+    assert len(norms) == len(d.video_convs) + len(d.frame_convs) == 4
+    assert [n.gamma.shape[0] for n in norms] == [4, 8, 4, 8]
+    # Per sample: a clip scores the same alone as in its batch.
+    np.testing.assert_allclose(d(video[1:2], text[1:2]), logits[1:2], rtol=1e-4, atol=1e-5)
+    # The frame head's features, by hand: conv -> group norm -> leaky ReLU, max-pooled.
+    f = tf.reshape(video[:, ::2], [-1, 16, 16, 3])
+    for conv, norm in zip(d.frame_convs, norms[2:]):
+        f = tf.nn.leaky_relu(norm(conv(f)), 0.2)
+    want = tf.reduce_mean(tf.reshape(tf.reduce_max(f, [1, 2]), [3, 2, -1]), 1)
+    np.testing.assert_allclose(d(video, text, return_features=True)[1][1], want, rtol=1e-5,
+                               atol=1e-5)
+    with pytest.raises(ValueError, match="norm='batch'; valid: none, group"):
+        models.VideoDiscriminator(frames=4, size=16, norm="batch")
+
+
 @pytest.mark.parametrize("frame_frames", [0, 2])
 def test_discriminator_score_rescores_features_under_other_captions(frame_frames):
     d = models.VideoDiscriminator(frames=4, size=16, text_dim=6, base_width=8, max_width=16,
@@ -290,7 +313,8 @@ def test_nearest_up_conv_equals_upsample_then_conv(time):
                                   rgb_kernel=1),
     lambda: models.VideoDiscriminator(frames=4, size=16, text_dim=5, base_width=4, max_width=8,
                                       spectral_norm=True, frame_frames=2, video_downsample=2,
-                                      frame_stem=3, word_classes=4, pooling="sum_max"),
+                                      frame_stem=3, word_classes=4, pooling="sum_max",
+                                      norm="group"),
     lambda: layers.ConditionalNorm(3, epsilon=1e-3),
 ])
 def test_config_round_trip(make):

@@ -117,6 +117,8 @@ class DiscriminatorConfig:
     # (both, concatenated). With sum pooling D's features barely tell squares from
     # circles (a linear probe on the trained default run's D: 72-81% on real clips).
     pooling: str = "sum"
+    # "group": a per-sample group norm after each of D's stride-2 convs ("none": off).
+    norm: str = "none"
 
 
 @dataclasses.dataclass
@@ -264,6 +266,7 @@ class ExperimentConfig:
         if self.train.r1_every <= 0:
             raise ValueError(f"train.r1_every must be positive, got {self.train.r1_every}")
         _check_choice("model.generator.kind", g.kind, ("conv3d", "mocogan"))
+        from tfvideogen.models.discriminator import NORMS as D_NORMS
         from tfvideogen.models.discriminator import POOLING as D_POOLING
         from tfvideogen.models.generator import OUTPUTS
         from tfvideogen.models.text_encoder import POOLING
@@ -281,6 +284,7 @@ class ExperimentConfig:
                              "RGB layer)")
         _check_choice("model.text_encoder.pooling", self.model.text_encoder.pooling, POOLING)
         _check_choice("model.discriminator.pooling", self.model.discriminator.pooling, D_POOLING)
+        _check_choice("model.discriminator.norm", self.model.discriminator.norm, D_NORMS)
         check_policy(self.train.augment)
         if d.num_objects not in (1, 2):
             raise ValueError(f"data.num_objects must be 1 or 2, got {d.num_objects}")

@@ -66,7 +66,7 @@ def build_task(cfg: ModelConfig, vocabulary: Sequence[str], frames: int, size: i
                                        video_downsample=d.video_downsample,
                                        frame_stem=d.frame_stem,
                                        word_classes=len(vocabulary) if d.word_head else 0,
-                                       pooling=d.pooling,
+                                       pooling=d.pooling, norm=d.norm,
                                        name="discriminator")
     task = TextToVideo(encoder, generator, discriminator, ema_generator, name="text_to_video")
     task.build()

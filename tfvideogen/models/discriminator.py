@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import keras
 from keras import ops
 
 from tfvideogen.models.layers import PACKAGE, maybe_spectral
 
 POOLING = ("sum", "max", "sum_max")
+NORMS = ("none", "group")
 
 
 @keras.saving.register_keras_serializable(PACKAGE)
@@ -29,7 +32,10 @@ class VideoDiscriminator(keras.Model):
     auxiliary task over caption words). `pooling` reduces each head's last
     feature map over its positions: "sum" (BigGAN; keeps the scale of
     evidence), "max" (a small object's evidence undiluted by the background)
-    or "sum_max" (both, concatenated: twice the pooled width). Each head is
+    or "sum_max" (both, concatenated: twice the pooled width). `norm="group"`
+    puts a per-sample group norm (4 groups) after every stride-2 conv of both
+    trunks (batch-independent, so a clip's score does not depend on its batch).
+    Each head is
     conditioned by projection (Miyato & Koyama 2018): logit = w.h + <h, V text>,
     so a real clip with a wrong caption can be scored as fake.
     """
@@ -37,7 +43,7 @@ class VideoDiscriminator(keras.Model):
     def __init__(self, frames: int = 16, size: int = 32, text_dim: int = 128,
                  base_width: int = 32, max_width: int = 256, spectral_norm: bool = False,
                  frame_frames: int = 0, video_downsample: int = 1, frame_stem: int = 0,
-                 word_classes: int = 0, pooling: str = "sum", **kwargs):
+                 word_classes: int = 0, pooling: str = "sum", norm: str = "none", **kwargs):
         super().__init__(**kwargs)
         self.frames, self.size, self.text_dim = frames, size, text_dim
         self.base_width, self.max_width = base_width, max_width
@@ -62,6 +68,9 @@ class VideoDiscriminator(keras.Model):
         if pooling not in POOLING:
             raise ValueError(f"pooling={pooling!r}; valid: {', '.join(POOLING)}")
         self.pooling = pooling
+        if norm not in NORMS:
+            raise ValueError(f"norm={norm!r}; valid: {', '.join(NORMS)}")
+        self.norm = norm
 
         self.seed_generator = keras.random.SeedGenerator(0, name="frame_sampler")
 
@@ -81,6 +90,7 @@ class VideoDiscriminator(keras.Model):
         # layers held in Keras-tracked lists.
         for i, layer in enumerate(stack(keras.layers.Conv3D, True, "v", size // video_downsample)):
             setattr(self, f"v{i}", layer)
+            self._add_norm(f"v_norm{i}", layer)
         self.video_width = self._out_width(len(self.video_convs))
         # Heads compute in float32 under mixed precision (logits feed the losses).
         self.video_head = maybe_spectral(
@@ -96,6 +106,7 @@ class VideoDiscriminator(keras.Model):
                     frame_stem, 3, padding="same", name="f_stem"), spectral_norm)
             for i, layer in enumerate(stack(keras.layers.Conv2D, False, "f", size)):
                 setattr(self, f"f{i}", layer)
+                self._add_norm(f"f_norm{i}", layer)
             self.frame_width = self._out_width(len(self.frame_convs))
             self.frame_head = maybe_spectral(
                 keras.layers.Dense(1, name="f_head", dtype="float32"), spectral_norm)
@@ -107,6 +118,18 @@ class VideoDiscriminator(keras.Model):
             self.v_words = keras.layers.Dense(word_classes, name="v_words", dtype="float32")
             if frame_frames:
                 self.f_words = keras.layers.Dense(word_classes, name="f_words", dtype="float32")
+
+    def _add_norm(self, name: str, conv: keras.layers.Layer) -> None:
+        if self.norm == "group":
+            filters = getattr(conv, "layer", conv).filters
+            setattr(self, name, keras.layers.GroupNormalization(
+                math.gcd(4, filters), name=name, dtype=self.dtype_policy))
+
+    def _act(self, x, name: str):
+        """The norm named `name` (when `norm="group"`), then leaky ReLU."""
+        if self.norm == "group":
+            x = getattr(self, name)(x)
+        return ops.leaky_relu(x, 0.2)
 
     def _convs(self, prefix: str) -> list[keras.layers.Layer]:
         out = []
@@ -141,10 +164,12 @@ class VideoDiscriminator(keras.Model):
 
     def build(self, video_shape=None, text_embedding_shape=None):
         t, s, c = self.frames, self.size // self.video_downsample, 3
-        for layer in self.video_convs:
+        for i, layer in enumerate(self.video_convs):
             layer.build((None, t, s, s, c))
             conv = getattr(layer, "layer", layer)
             t, s, c = t // conv.strides[0], s // 2, conv.filters
+            if self.norm == "group":
+                getattr(self, f"v_norm{i}").build((None, t, s, s, c))
         self.video_head.build((None, self.video_width))
         self.video_embed.build((None, self.text_dim))
         if self.word_classes:
@@ -154,9 +179,11 @@ class VideoDiscriminator(keras.Model):
             if self.frame_stem:
                 self.f_stem.build((None, s, s, c))
                 c = self.frame_stem
-            for layer in self.frame_convs:
+            for i, layer in enumerate(self.frame_convs):
                 layer.build((None, s, s, c))
                 s, c = s // 2, getattr(layer, "layer", layer).filters
+                if self.norm == "group":
+                    getattr(self, f"f_norm{i}").build((None, s, s, c))
             self.frame_head.build((None, self.frame_width))
             self.frame_embed.build((None, self.text_dim))
             if self.word_classes:
@@ -175,8 +202,8 @@ class VideoDiscriminator(keras.Model):
         if self.video_downsample > 1:
             k = self.video_downsample
             x = ops.average_pool(x, (1, k, k), (1, k, k), padding="valid")
-        for layer in self.video_convs:
-            x = ops.leaky_relu(layer(x, training=training), 0.2)
+        for i, layer in enumerate(self.video_convs):
+            x = self._act(layer(x, training=training), f"v_norm{i}")
         features = [self._pool(x, (1, 2, 3))]
         if self.frame_frames:
             # Evenly spaced frames; the offset is random while training so every
@@ -189,8 +216,8 @@ class VideoDiscriminator(keras.Model):
             f = ops.reshape(frames, [-1, self.size, self.size, 3])
             if self.frame_stem:
                 f = ops.leaky_relu(self.f_stem(f, training=training), 0.2)
-            for layer in self.frame_convs:
-                f = ops.leaky_relu(layer(f, training=training), 0.2)
+            for i, layer in enumerate(self.frame_convs):
+                f = self._act(layer(f, training=training), f"f_norm{i}")
             hf = self._pool(f, (1, 2))
             # The frame head's logit is linear in the features, so scoring the
             # frames' mean features is the mean of the frames' logits.
@@ -246,4 +273,4 @@ class VideoDiscriminator(keras.Model):
                 "max_width": self.max_width, "spectral_norm": self.spectral_norm,
                 "frame_frames": self.frame_frames, "video_downsample": self.video_downsample,
                 "frame_stem": self.frame_stem, "word_classes": self.word_classes,
-                "pooling": self.pooling}
+                "pooling": self.pooling, "norm": self.norm}
