@@ -93,9 +93,18 @@ def test_stored_configs_from_before_a_default_changed_keep_their_value():
     stored = config_lib.to_dict(config_lib.get_experiment("default"))
     del stored["model"]["discriminator"]["word_head"]
     del stored["model"]["generator"]["rgb_kernel"]
+    # ... and before D's pooling, norm and word loss were options (sum, none, softmax).
+    for key in ("pooling", "norm"):
+        del stored["model"]["discriminator"][key]
+    del stored["train"]["word_loss"]
     old = config_lib.loads(json.dumps(stored))
     assert old.model.discriminator.word_head is False
     assert old.model.generator.rgb_kernel == 3
-    assert config_lib.get_experiment("default").model.discriminator.word_head is True
+    assert (old.model.discriminator.pooling, old.model.discriminator.norm,
+            old.train.word_loss) == ("sum", "none", "softmax")
+    new = config_lib.get_experiment("default")
+    assert new.model.discriminator.word_head is True
+    assert (new.model.discriminator.pooling, new.model.discriminator.norm,
+            new.train.word_loss) == ("max", "group", "sigmoid")
     assert config_lib.loads(config_lib.dumps(config_lib.get_experiment("default"))) == \
         config_lib.get_experiment("default")
