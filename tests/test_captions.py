@@ -149,10 +149,11 @@ def test_train_step_with_word_head_trains_it_and_is_seeded():
     off = _two_steps(tiny_config("model.discriminator.word_head=true", "train.word_weight=0"),
                      batch)
     assert off["d_loss"] != pytest.approx(first["d_loss"], rel=1e-4)
-    # The sigmoid word loss is the one the step reports and trains with.
-    sig = _two_steps(tiny_config("model.discriminator.word_head=true",
-                                 "train.word_loss=sigmoid"), batch)
-    assert all(np.isfinite(v) for v in sig.values())
+    # The configured word loss is the one the step reports and trains with.
+    sig, soft = (_two_steps(tiny_config("model.discriminator.word_head=true",
+                                        f"train.word_loss={kind}"), batch)
+                 for kind in ("sigmoid", "softmax"))
+    assert all(np.isfinite(v) for v in [*sig.values(), *soft.values()])
     # V binary losses near log 2 each at first, against one KL near log(V / words).
-    assert sig["d_words"] > 3 * first["d_words"]
-    assert sig["d_loss"] != pytest.approx(first["d_loss"], rel=1e-4)
+    assert sig["d_words"] > 3 * soft["d_words"]
+    assert sig["d_loss"] != pytest.approx(soft["d_loss"], rel=1e-4)
