@@ -102,22 +102,31 @@ def test_contrastive_by_hand_with_a_repeated_caption():
     assert float(losses.contrastive(s, np.ones((3, 3), bool), t)) == pytest.approx(0.0, abs=1e-6)
 
 
-def test_word_detection_by_hand():
+@pytest.mark.parametrize("loss, row0, row2, perfect", [
+    # KL(uniform over 3 || uniform over 4); softmax mass on the caption's words only.
+    (losses.word_classification, math.log(4 / 3), math.log(1 + 3 * math.exp(-5)), (0.0, -1e4)),
+    # Every word at p = 1/2, present or not; confident yes/no per word.
+    (losses.word_detection, 4 * math.log(2), math.log(1 + math.exp(-5)) + 3 * math.log(2),
+     (30.0, -30.0)),
+])
+def test_word_losses_by_hand(loss, row0, row2, perfect):
     # Row 0 holds words 0-2 under zero logits; row 1 holds no known word (skipped);
     # row 2 holds word 0 with logits (5, 0, 0, 0).
     logits = np.array([[0, 0, 0, 0], [1, 2, 3, 4], [5, 0, 0, 0]], np.float32)
     words = np.array([[1, 1, 1, 0], [0, 0, 0, 0], [1, 0, 0, 0]], np.float32)
-    row0 = 4 * math.log(2)  # every word at p = 1/2, present or not
-    row2 = math.log(1 + math.exp(-5)) + 3 * math.log(2)
     expected = (row0 + row2) / 2
-    assert float(losses.word_detection(logits, words)) == pytest.approx(expected, rel=1e-5)
-    two = losses.word_detection(np.stack([logits, logits]), words)
-    assert float(two) == pytest.approx(expected, rel=1e-5)
-    confident = np.where(words > 0, 30.0, -30.0).astype(np.float32)
-    assert float(losses.word_detection(confident, words)) == pytest.approx(0.0, abs=1e-6)
-    assert float(losses.word_detection(logits, np.zeros_like(words))) == 0.0
-    # The gradient a present word gets does not shrink with the caption's length,
-    # as the softmax loss's does (1/len(caption) of the mass).
+    assert float(loss(logits, words)) == pytest.approx(expected, rel=1e-5)
+    # Heads [heads, B, V] average like rows.
+    assert float(loss(np.stack([logits, logits]), words)) == pytest.approx(expected, rel=1e-5)
+    # A perfect classifier scores 0.
+    assert float(loss(np.where(words > 0, *perfect).astype(np.float32), words)) == \
+        pytest.approx(0.0, abs=1e-6)
+    # No known word anywhere: nothing to learn, 0 (not NaN).
+    assert float(loss(logits, np.zeros_like(words))) == 0.0
+
+
+def test_word_detection_gradient_does_not_shrink_with_caption_length():
+    # The softmax loss gives a present word 1/len(caption) of the mass.
     for n_words in (2, 8):
         w = np.zeros([1, 10], np.float32)
         w[0, :n_words] = 1
@@ -127,22 +136,3 @@ def test_word_detection_by_hand():
         assert float(tape.gradient(det, x)[0, 0]) == pytest.approx(-0.5)
         assert float(tape.gradient(cls, x)[0, 0]) == pytest.approx(0.1 - 1 / n_words)
     assert set(losses.WORD_LOSSES) == {"softmax", "sigmoid"}
-
-
-def test_word_classification_by_hand():
-    # Row 0 holds words 0-2 under uniform logits; row 1 holds no known word
-    # (skipped); row 2 holds word 0 with logits (5, 0, 0, 0).
-    logits = np.array([[0, 0, 0, 0], [1, 2, 3, 4], [5, 0, 0, 0]], np.float32)
-    words = np.array([[1, 1, 1, 0], [0, 0, 0, 0], [1, 0, 0, 0]], np.float32)
-    row0 = math.log(4 / 3)  # KL(uniform over 3 || uniform over 4)
-    row2 = math.log(1 + 3 * math.exp(-5))
-    expected = (row0 + row2) / 2
-    assert float(losses.word_classification(logits, words)) == pytest.approx(expected, rel=1e-5)
-    # Heads [heads, B, V] average like rows.
-    two = losses.word_classification(np.stack([logits, logits]), words)
-    assert float(two) == pytest.approx(expected, rel=1e-5)
-    # A classifier that puts all mass evenly on the caption's words scores 0.
-    perfect = np.where(words > 0, 0.0, -1e4).astype(np.float32)
-    assert float(losses.word_classification(perfect, words)) == pytest.approx(0.0, abs=1e-6)
-    # No known word anywhere: nothing to learn, 0 (not NaN).
-    assert float(losses.word_classification(logits, np.zeros_like(words))) == 0.0

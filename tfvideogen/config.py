@@ -133,7 +133,7 @@ class ModelConfig:
 
 @dataclasses.dataclass
 class TrainConfig:
-    # 3000 x 16 clips: ~15 min on a 2-core CPU at 16x32x32.
+    # 3000 x 16 clips: ~17 min on a 2-core CPU at 16x32x32 (README#Quality).
     steps: int = 3000
     batch_size: int = 16
     loss: str = "hinge"
