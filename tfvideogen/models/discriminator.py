@@ -33,11 +33,11 @@ class VideoDiscriminator(keras.Model):
     feature map over its positions: "sum" (BigGAN; keeps the scale of
     evidence), "max" (a small object's evidence undiluted by the background)
     or "sum_max" (both, concatenated: twice the pooled width). `norm="group"`
-    puts a per-sample group norm (4 groups) after every stride-2 conv of both
-    trunks (batch-independent, so a clip's score does not depend on its batch).
-    Each head is
-    conditioned by projection (Miyato & Koyama 2018): logit = w.h + <h, V text>,
-    so a real clip with a wrong caption can be scored as fake.
+    puts a per-sample group norm (gcd(4, width) groups) after every stride-2
+    conv of both trunks (batch-independent: a clip's score does not depend on
+    its batch). Each head is conditioned by projection (Miyato & Koyama 2018):
+    logit = w.h + <h, V text>, so a real clip with a wrong caption can be
+    scored as fake.
     """
 
     def __init__(self, frames: int = 16, size: int = 32, text_dim: int = 128,
