@@ -1,5 +1,7 @@
 """Word dropout and the negatives D is shown (tfvideogen/training/captions.py)."""
 
+import math
+
 import keras
 import numpy as np
 import pytest
@@ -130,6 +132,11 @@ def test_word_head_config_is_validated():
         tiny_config("model.discriminator.word_head=true", "train.word_dropout=0.2")
     with pytest.raises(ValueError, match="train.word_weight must be >= 0"):
         tiny_config("train.word_weight=-1")
+    with pytest.raises(ValueError, match="train.fake_word_weight must be >= 0"):
+        tiny_config("train.fake_word_weight=-1")
+    for extra in ("train.word_loss=softmax", "model.discriminator.word_head=false"):
+        with pytest.raises(ValueError, match="fake_word_weight > 0 needs .*word_head=true"):
+            tiny_config("train.fake_word_weight=1", extra)
 
 
 def test_train_step_with_word_head_trains_it_and_is_seeded():
@@ -157,3 +164,10 @@ def test_train_step_with_word_head_trains_it_and_is_seeded():
     # V binary losses near log 2 each at first, against one KL near log(V / words).
     assert sig["d_words"] > 3 * soft["d_words"]
     assert sig["d_loss"] != pytest.approx(soft["d_loss"], rel=1e-4)
+    # The word head's fake term: reported, near log 2 per caption word at first, and
+    # live (D's second step differs); absent unless asked for.
+    fake = _two_steps(tiny_config("model.discriminator.word_head=true",
+                                  "train.fake_word_weight=1"), batch)
+    assert "d_fake_words" not in sig
+    assert 2 * math.log(2) < fake["d_fake_words"] < 20 * math.log(2)
+    assert fake["d_loss"] != pytest.approx(sig["d_loss"], rel=1e-4)

@@ -57,7 +57,7 @@ def test_bad_overrides_name_the_problem(override, message):
     ("model.text_encoder.pooling=max", "model.text_encoder.pooling='max' is not one of gru, mean"),
     ("train.word_loss=hinge", "train.word_loss='hinge' is not one of softmax, sigmoid"),
     ("model.discriminator.norm=batch",
-     "model.discriminator.norm='batch' is not one of none, group"),
+     "model.discriminator.norm='batch' is not one of none, group, group_frame"),
     ("model.discriminator.pooling=mean",
      "model.discriminator.pooling='mean' is not one of sum, max, sum_max"),
     ("model.generator.rgb_kernel=2", "model.generator.rgb_kernel must be 1 or 3, got 2"),
@@ -105,6 +105,6 @@ def test_stored_configs_from_before_a_default_changed_keep_their_value():
     new = config_lib.get_experiment("default")
     assert new.model.discriminator.word_head is True
     assert (new.model.discriminator.pooling, new.model.discriminator.norm,
-            new.train.word_loss) == ("max", "group", "sigmoid")
+            new.train.word_loss) == ("max", "group_frame", "sigmoid")
     assert config_lib.loads(config_lib.dumps(config_lib.get_experiment("default"))) == \
         config_lib.get_experiment("default")

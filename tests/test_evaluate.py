@@ -177,6 +177,7 @@ def test_evaluate_run_writes_consistent_reports(run_metrics):
         assert [len(conf[h]) for h in ("color", "shape", "motion")] == [7, 3, 2]
         assert all(sum(map(sum, m)) == 24 for m in conf.values())
         assert sum(conf["shape"][i][i] for i in range(3)) == round(24 * acc["shape"])
+        assert "word_head" not in r  # the tiny run's D has no word head
         objects = r["objects"]
         assert len(objects["area_ratio"]) == len(objects["real_area"]) == 4
         assert objects["real_components_mean"] == pytest.approx(1.0, abs=0.1)
@@ -279,6 +280,61 @@ def test_evaluate_cli_fails_fast_on_missing_fvd_module(tiny_run_dir, tmp_path):
     assert "not available offline" in proc.stderr and "TFHUB_CACHE_DIR" in proc.stderr
     assert not os.path.exists(tmp_path / "out")  # failed before any work
     assert time.perf_counter() - t0 < 120
+
+
+def test_value_words_and_verdicts_by_hand():
+    from tfvideogen.metrics import word_head
+
+    vocab = ["a", "and", "blue", "down", "left", "red", "right", "up"]
+    words = word_head.value_words({"color": ("red", "blue"),
+                                   "motion": ("left and right", "up and down")}, vocab)
+    # "and" is in both motions, so it says nothing about either.
+    assert words == {"color": [[5], [2]], "motion": [[4, 6], [3, 7]]}
+    logits = np.zeros([3, 8], np.float32)
+    logits[0, [2, 4, 6]] = 1.0                 # blue; left and right
+    logits[1, [5, 3]], logits[1, 7] = 2.0, -3  # red; down +2, up -3: mean -0.5 < 0
+    logits[2, [1, 5]] = 9.0, -1.0              # "and" alone decides nothing; blue
+    got = word_head.verdicts(logits, words)
+    np.testing.assert_array_equal(got["color"], [1, 0, 1])
+    np.testing.assert_array_equal(got["motion"], [0, 0, 0])
+    with pytest.raises(ValueError, match=r"color='green': its own words \['green'\] are not"):
+        word_head.value_words({"color": ("red", "green")}, vocab)
+    with pytest.raises(ValueError, match=r"must be \[B, V\]"):
+        word_head.verdicts(logits[None], words)
+
+
+@pytest.mark.slow
+def test_evaluate_reads_a_runs_word_head_as_a_judge(judge_cache, tmp_path):
+    from tests.conftest import tiny_config
+    from tfvideogen import training
+
+    run = str(tmp_path / "run")
+    training.train(tiny_config("model.discriminator.word_head=true",
+                               "model.discriminator.frame_frames=2", "train.steps=1"), run)
+    source = evaluate_lib.RunSource(run)
+    assert source.word_heads == ["video", "frame"]
+    cfg = evaluate_lib.EvalConfig(model_dir=run, out_dir=str(tmp_path / "eval"), num_samples=8,
+                                  diversity_captions=0, classifier_dir=judge_cache,
+                                  classifier=QUICK_JUDGE, grid_captions=2, write_summaries=False)
+    m = evaluate_lib.evaluate(cfg, source=source, log=lambda *_: None)
+    for r in m["splits"].values():
+        assert set(r["word_head"]) == {"video", "frame"}
+        for head in r["word_head"].values():
+            for acc in (head["real"], head["generated"]):
+                assert set(acc) == {"color", "shape", "motion", "all_correct"}
+                assert 0.0 <= acc["all_correct"] <= min(acc["color"], acc["shape"],
+                                                        acc["motion"]) <= 1.0
+    # The word logits of uint8 clips are D's on [-1, 1] clips, whatever the text.
+    clips = np.random.default_rng(0).integers(0, 256, [2, *source.video_shape], np.uint8)
+    disc = source.task.discriminator
+    text = source.task.text_encoder(tf.constant(["a red square is moving up and down"] * 2))
+    _, features = disc(tf.constant(clips / 127.5 - 1, tf.float32), text, return_features=True)
+    np.testing.assert_allclose(source.word_logits(clips), disc.word_logits(features),
+                               rtol=1e-5, atol=1e-5)
+    with open(os.path.join(m["out_dir"], "report.md")) as f:
+        report = f.read()
+    assert "## The run's discriminator word head, read as a judge" in report
+    assert "| frame | shape |" in report
 
 
 def test_run_source_truncates_on_request(tiny_run_dir):

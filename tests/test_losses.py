@@ -108,6 +108,8 @@ def test_contrastive_by_hand_with_a_repeated_caption():
     # Every word at p = 1/2, present or not; confident yes/no per word.
     (losses.word_detection, 4 * math.log(2), math.log(1 + math.exp(-5)) + 3 * math.log(2),
      (30.0, -30.0)),
+    # On generated clips only the caption's words count, each a "no".
+    (losses.word_rejection, 3 * math.log(2), math.log(1 + math.exp(5)), (-30.0, 30.0)),
 ])
 def test_word_losses_by_hand(loss, row0, row2, perfect):
     # Row 0 holds words 0-2 under zero logits; row 1 holds no known word (skipped);

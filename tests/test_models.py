@@ -196,7 +196,18 @@ def test_discriminator_group_norm_is_per_sample():
     want = tf.reduce_mean(tf.reshape(tf.reduce_max(f, [1, 2]), [3, 2, -1]), 1)
     np.testing.assert_allclose(d(video, text, return_features=True)[1][1], want, rtol=1e-5,
                                atol=1e-5)
-    with pytest.raises(ValueError, match="norm='batch'; valid: none, group"):
+    # "group_frame": the frame trunk's norms only; the video trunk as without a norm.
+    g = models.VideoDiscriminator(frames=4, size=16, text_dim=6, base_width=4, max_width=8,
+                                  frame_frames=2, norm="group_frame", pooling="max")
+    g(video, text)
+    assert [n.name for n in g._flatten_layers()
+            if isinstance(n, keras.layers.GroupNormalization)] == ["f_norm0", "f_norm1"]
+    x = video
+    for conv in g.video_convs:
+        x = tf.nn.leaky_relu(conv(x), 0.2)
+    np.testing.assert_allclose(g(video, text, return_features=True)[1][0],
+                               tf.reduce_max(x, [1, 2, 3]), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="norm='batch'; valid: none, group, group_frame"):
         models.VideoDiscriminator(frames=4, size=16, norm="batch")
 
 

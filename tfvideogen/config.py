@@ -115,13 +115,17 @@ class DiscriminatorConfig:
     word_head: bool = True
     # How each head pools its last feature map: "sum" (BigGAN), "max" or "sum_max"
     # (both, concatenated), and "group": a per-sample group norm after each of D's
-    # stride-2 convs ("none": off). Max pooling, group norm and the sigmoid word
-    # loss are the default since 2026-11-27 (eleventh session): with sum pooling
-    # and no norm D's word head told shapes apart on only 70-76% of real clips
-    # (near chance on held-out ones) after a whole run; with these, 98-100%, and
-    # caption accuracy rose from 69% to 82% (three seeds, README#Quality).
+    # stride-2 convs, "group_frame" in the frame trunk only ("none": off). Max
+    # pooling, group norm and the sigmoid word loss are the default since
+    # 2026-11-27 (eleventh session): with sum pooling and no norm D's word head told
+    # shapes apart on only 70-76% of real clips (near chance on held-out ones) after
+    # a whole run; with these, 98-100%, and caption accuracy rose from 69% to 82%
+    # (three seeds, README#Quality). "group_frame" since the twelfth session: 81% /
+    # 85% against 82% / 86% (three seeds; FCD a little worse) in 13.8-14.6 instead
+    # of 16.8 minutes, within issue #2's 15 (the clip trunk's word head does not
+    # learn shapes with its norm either).
     pooling: str = "max"
-    norm: str = "group"
+    norm: str = "group_frame"
 
 
 @dataclasses.dataclass
@@ -133,7 +137,7 @@ class ModelConfig:
 
 @dataclasses.dataclass
 class TrainConfig:
-    # 3000 x 16 clips: ~17 min on a 2-core CPU at 16x32x32 (README#Quality).
+    # 3000 x 16 clips: ~15 min on a 2-core CPU at 16x32x32 (README#Quality).
     steps: int = 3000
     batch_size: int = 16
     loss: str = "hinge"
@@ -169,6 +173,11 @@ class TrainConfig:
     # word, summed: losses.word_detection; a shape word's gradient is not diluted
     # by the caption's length).
     word_loss: str = "sigmoid"
+    # Weight of the word head's loss on generated clips for D (word_loss=sigmoid
+    # only; 0 = off): D also learns that a generated clip is not a real instance
+    # of its caption's words (losses.word_rejection), so G cannot pass with a clip
+    # that only looks like a word to a head trained on real clips.
+    fake_word_weight: float = 0.0
     # Video-caption contrastive loss (XMC-GAN) on D's pooled features: D learns it
     # on real clips, G on its own; each clip is told apart from the batch's other
     # captions (0 = off). On by default: without it the default run can collapse
@@ -261,6 +270,15 @@ class ExperimentConfig:
                              f"{self.train.steps}], got {self.train.lr_decay_steps}")
         if self.train.word_weight < 0:
             raise ValueError(f"train.word_weight must be >= 0, got {self.train.word_weight}")
+        if self.train.fake_word_weight < 0:
+            raise ValueError(f"train.fake_word_weight must be >= 0, got "
+                             f"{self.train.fake_word_weight}")
+        if self.train.fake_word_weight and (self.train.word_loss != "sigmoid"
+                                            or not self.model.discriminator.word_head):
+            raise ValueError("train.fake_word_weight > 0 needs model.discriminator.word_head=true "
+                             f"and train.word_loss=sigmoid, got word_head="
+                             f"{self.model.discriminator.word_head}, word_loss="
+                             f"{self.train.word_loss!r}")
         if self.model.discriminator.word_head and self.train.word_dropout:
             raise ValueError("model.discriminator.word_head (on by default) and "
                              "train.word_dropout cannot be combined: a word-dropped caption "

@@ -7,6 +7,7 @@
   the features of the Fréchet classifier distance);
 - `diversity`: per-caption diversity and mode-collapse flags;
 - `objects`: per-frame object area and count against real clips (blobs, ghosts, fade-in);
+- `word_head`: a run's D word head read as a judge (what D can teach G, and whether G fools it);
 - `evaluate`: runs them on a run directory or a SavedModel and writes reports.
 """
 

@@ -41,6 +41,7 @@ from tfvideogen.metrics import diversity as diversity_lib
 from tfvideogen.metrics import frechet
 from tfvideogen.metrics import fvd as fvd_lib
 from tfvideogen.metrics import objects as objects_lib
+from tfvideogen.metrics import word_head as word_head_lib
 from tfvideogen.utils import video as video_lib
 
 METRICS_FILE = "metrics.json"
@@ -182,6 +183,30 @@ class RunSource:
                                   truncation=self.truncation)
                for i in range(0, len(captions), self.batch_size)]
         return np.concatenate(out)
+
+    @property
+    def word_heads(self) -> list[str]:
+        """Names of D's heads with a word classifier ([] without a word head)."""
+        disc = self.task.discriminator
+        return ["video", "frame"][:disc.heads] if disc.word_classes else []
+
+    def vocabulary(self) -> list[str]:
+        """The words of D's word head, in its logits' order."""
+        from tfvideogen.training import trainer
+
+        return trainer.dataset_for(self.cfg).vocabulary()
+
+    def word_logits(self, videos: np.ndarray) -> np.ndarray:
+        """uint8 videos [B, T, H, W, 3] -> D's word logits float32 [heads, B, V]."""
+        disc = self.task.discriminator
+        out = []
+        for i in range(0, len(videos), self.batch_size):
+            clips = tf.constant(classifier_lib.to_float(videos[i:i + self.batch_size]))
+            # The pooled features (and so the word logits) do not see the text.
+            text = tf.zeros([clips.shape[0], disc.text_dim])
+            _, features = disc(clips, text, training=False, return_features=True)
+            out.append(disc.word_logits(features).numpy())
+        return np.concatenate(out, axis=1)
 
     def describe(self) -> dict:
         return {"kind": "run", "path": self.model_dir, "step": self.step,
@@ -466,6 +491,7 @@ def evaluate(cfg: EvalConfig, source: VideoSource | None = None, log=print,
                              f"{real.shape}")
         labels = classifier_lib.caption_labels(dataset, captions[:n], heads)
         pred_fake, feat_fake = classifier_lib.predict(judge, fake[:n])
+        word_head = _word_head_accuracy(source, dataset, heads, labels, real[:n], fake[:n])
         judge_real = classifier_lib.accuracy(pred_real, labels)["all_correct"]
         if judge_real < JUDGE_MIN_ACCURACY:
             log(f"{split}: warning: the judge gets only {judge_real:.1%} of real clips fully "
@@ -484,6 +510,8 @@ def evaluate(cfg: EvalConfig, source: VideoSource | None = None, log=print,
             # Size, count and fade of objects per frame (blobs, ghosts, fade-in).
             "objects": objects_lib.compare(real[:n], fake[:n]),
         }
+        if word_head:
+            split_result["word_head"] = word_head
         if cfg.diversity_captions > 0:
             div_captions = dataset.sample_captions(split, cfg.diversity_captions)
             div_captions = list(dict.fromkeys(div_captions))  # small splits repeat captions
@@ -556,6 +584,24 @@ def evaluate(cfg: EvalConfig, source: VideoSource | None = None, log=print,
     log(f"wrote {out_dir}/{METRICS_FILE}, {REPORT_FILE}, {SAMPLES_FILE}"
         + (f", {CURVES_FILE}" if metrics["curves"] else ""))
     return metrics
+
+
+def _word_head_accuracy(source: VideoSource, dataset: data_lib.BuiltinDataset,
+                        heads: Mapping[str, Sequence[str]], labels: Mapping[str, np.ndarray],
+                        real: np.ndarray, fake: np.ndarray) -> dict:
+    """{D head: {"real" | "generated": accuracy dict}} of the run's word head, read
+    as a judge (`metrics.word_head`); {} without one, or when a caption names two
+    objects (the head's words do not say which object holds them)."""
+    names = getattr(source, "word_heads", [])
+    if not names or not set(heads) <= set(dataset.attributes):
+        return {}
+    words = word_head_lib.value_words(heads, source.vocabulary())
+    out: dict[str, dict] = {name: {} for name in names}
+    for kind, clips in (("real", real), ("generated", fake)):
+        for name, logits in zip(names, source.word_logits(clips)):
+            out[name][kind] = classifier_lib.accuracy(word_head_lib.verdicts(logits, words),
+                                                      labels)
+    return out
 
 
 def _judges_raw(cfg: EvalConfig) -> bool:
@@ -748,6 +794,25 @@ def markdown_report(metrics: Mapping) -> str:
         chance = next(iter(splits.values()))["chance_accuracy"][h]
         label = "**all correct**" if h == "all_correct" else h
         lines.append(f"| {label} | {cells} | {_pct(chance)} |")
+    with_words = [s for s in names if "word_head" in splits[s]]
+    if with_words:
+        d_heads = list(splits[with_words[0]]["word_head"])
+        lines += ["", "## The run's discriminator word head, read as a judge", "",
+                  "G is trained towards what D's word head says its clips show. On real "
+                  "clips: what D can teach (a missed attribute cannot be taught). On generated "
+                  "clips, against the judge's number above: higher means G fools the head."
+                  + (" The frame head sees single frames: its motion verdict is a prior, not "
+                     "a reading." if "frame" in d_heads else ""), "",
+                  "| D head | attribute | " + " | ".join(f"{s} real | {s} generated"
+                                                         for s in with_words) + " |",
+                  "|---|---|" + "---|---|" * len(with_words)]
+        for d_head in d_heads:
+            for h in heads + ["all_correct"]:
+                cells = " | ".join(
+                    f"{_pct(splits[s]['word_head'][d_head]['real'][h])} | "
+                    f"{_pct(splits[s]['word_head'][d_head]['generated'][h])}" for s in with_words)
+                lines.append(f"| {d_head} | {'all correct' if h == 'all_correct' else h} | "
+                             f"{cells} |")
     lines += ["", "## Fréchet classifier distance (FCD)", "",
               "Fréchet distance between the judge's penultimate features of real and generated "
               "clips (lower is better). **Not FVD**: features of a classifier trained on this "

@@ -10,7 +10,7 @@ from keras import ops
 from tfvideogen.models.layers import PACKAGE, maybe_spectral
 
 POOLING = ("sum", "max", "sum_max")
-NORMS = ("none", "group")
+NORMS = ("none", "group", "group_frame")
 
 
 @keras.saving.register_keras_serializable(PACKAGE)
@@ -35,9 +35,9 @@ class VideoDiscriminator(keras.Model):
     or "sum_max" (both, concatenated: twice the pooled width). `norm="group"`
     puts a per-sample group norm (gcd(4, width) groups) after every stride-2
     conv of both trunks (batch-independent: a clip's score does not depend on
-    its batch). Each head is conditioned by projection (Miyato & Koyama 2018):
-    logit = w.h + <h, V text>, so a real clip with a wrong caption can be
-    scored as fake.
+    its batch), `norm="group_frame"` in the frame trunk only. Each head is
+    conditioned by projection (Miyato & Koyama 2018): logit = w.h + <h, V text>,
+    so a real clip with a wrong caption can be scored as fake.
     """
 
     def __init__(self, frames: int = 16, size: int = 32, text_dim: int = 128,
@@ -120,15 +120,15 @@ class VideoDiscriminator(keras.Model):
                 self.f_words = keras.layers.Dense(word_classes, name="f_words", dtype="float32")
 
     def _add_norm(self, name: str, conv: keras.layers.Layer) -> None:
-        if self.norm == "group":
+        if self.norm == "group" or (self.norm == "group_frame" and name.startswith("f_")):
             filters = getattr(conv, "layer", conv).filters
             setattr(self, name, keras.layers.GroupNormalization(
                 math.gcd(4, filters), name=name, dtype=self.dtype_policy))
 
     def _act(self, x, name: str):
-        """The norm named `name` (when `norm="group"`), then leaky ReLU."""
-        if self.norm == "group":
-            x = getattr(self, name)(x)
+        """The norm named `name` (if `_add_norm` made one), then leaky ReLU."""
+        if (norm := getattr(self, name, None)) is not None:
+            x = norm(x)
         return ops.leaky_relu(x, 0.2)
 
     def _convs(self, prefix: str) -> list[keras.layers.Layer]:
@@ -168,8 +168,8 @@ class VideoDiscriminator(keras.Model):
             layer.build((None, t, s, s, c))
             conv = getattr(layer, "layer", layer)
             t, s, c = t // conv.strides[0], s // 2, conv.filters
-            if self.norm == "group":
-                getattr(self, f"v_norm{i}").build((None, t, s, s, c))
+            if (norm := getattr(self, f"v_norm{i}", None)) is not None:
+                norm.build((None, t, s, s, c))
         self.video_head.build((None, self.video_width))
         self.video_embed.build((None, self.text_dim))
         if self.word_classes:
@@ -182,8 +182,8 @@ class VideoDiscriminator(keras.Model):
             for i, layer in enumerate(self.frame_convs):
                 layer.build((None, s, s, c))
                 s, c = s // 2, getattr(layer, "layer", layer).filters
-                if self.norm == "group":
-                    getattr(self, f"f_norm{i}").build((None, s, s, c))
+                if (norm := getattr(self, f"f_norm{i}", None)) is not None:
+                    norm.build((None, s, s, c))
             self.frame_head.build((None, self.frame_width))
             self.frame_embed.build((None, self.text_dim))
             if self.word_classes:

@@ -153,4 +153,22 @@ def word_detection(logits, words) -> tf.Tensor:
     return tf.math.divide_no_nan(tf.reduce_sum(bce * valid), tf.reduce_sum(valid))
 
 
+def word_rejection(logits, words) -> tf.Tensor:
+    """D's caption-word loss on generated clips (Omni-GAN style), >= 0.
+
+    `logits` [B, V] or [heads, B, V] on generated clips, `words` [B, V]
+    multi-hot: each clip's caption. Per row: the binary cross-entropies of the
+    caption's words with label 0 (softplus of their logits), summed; other words
+    are left alone. So each caption word's sigmoid becomes a discriminator of
+    its own ("a real circle?"), which G cannot satisfy with a clip that only
+    resembles the word to a head trained on real clips. Averaged over rows that
+    hold at least one known word (and heads).
+    """
+    logits = _f32(logits)
+    q = tf.broadcast_to(_f32(words), tf.shape(logits))
+    per_row = tf.reduce_sum(q * tf.nn.softplus(logits), axis=-1)  # [B] or [heads, B]
+    valid = tf.cast(tf.reduce_sum(q, axis=-1) > 0, tf.float32)
+    return tf.math.divide_no_nan(tf.reduce_sum(per_row * valid), tf.reduce_sum(valid))
+
+
 WORD_LOSSES = {"softmax": word_classification, "sigmoid": word_detection}

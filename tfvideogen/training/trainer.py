@@ -440,10 +440,15 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
                 extra["d_contrastive"] = contrastive(real_features, all_emb, same_caption)
                 d_obj += t.contrastive_weight * extra["d_contrastive"]
             if words is not None:
-                # Real clips only (as in improved AC-GAN variants): D learns what the
-                # words look like, not how to name G's failures.
+                # Real clips (as in improved AC-GAN variants): D learns what the words
+                # look like, not how to name G's failures. With fake_word_weight, a
+                # generated clip's caption words are also "no" (Omni-GAN style).
                 extra["d_words"] = word_loss(disc.word_logits(real_features), words)
                 d_obj += t.word_weight * extra["d_words"]
+                if t.fake_word_weight:
+                    fake_words = disc.word_logits([f[n:2 * n] for f in features])
+                    extra["d_fake_words"] = losses.word_rejection(fake_words, words)
+                    d_obj += t.fake_word_weight * extra["d_fake_words"]
             if r1:
                 # Lazy R1 (StyleGAN2): every r1_every-th step, weighted by r1_every.
                 with tf.GradientTape() as r1_tape:
