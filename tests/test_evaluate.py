@@ -303,6 +303,39 @@ def test_value_words_and_verdicts_by_hand():
         word_head.verdicts(logits[None], words)
 
 
+def test_word_head_is_read_only_where_its_words_say_something():
+    from tfvideogen import data
+
+    class Stub:  # a run whose D has one word head over `vocab`
+        word_heads = ["video"]
+
+        def __init__(self, vocab):
+            self.vocab, self.calls = vocab, 0
+
+        def vocabulary(self):
+            return self.vocab
+
+        def word_logits(self, videos):
+            self.calls += 1
+            return np.eye(3, dtype=np.float32)[None, :len(videos)]
+
+    shapes = data.get("moving_shapes")
+    clips, labels, logs = np.zeros([2, 1]), {"shape": np.array([0, 2])}, []
+    heads = {"shape": ("square", "circle", "triangle")}
+    stub = Stub(["square", "circle", "triangle"])
+    got = evaluate_lib._word_head_accuracy(stub, shapes, heads, labels, clips, clips, logs.append)
+    assert got == {"video": {k: {"shape": 0.5, "all_correct": 0.5}
+                             for k in ("real", "generated")}}
+    # Two objects per caption: "red" may be either object's, so nothing is read.
+    two = {**heads, "shape_2": heads["shape"]}
+    assert evaluate_lib._word_head_accuracy(stub, shapes, two, labels, clips, clips) == {}
+    # A value without a word of its own in the head's vocabulary: skipped, and said.
+    short = Stub(["square", "circle"])
+    assert evaluate_lib._word_head_accuracy(short, shapes, heads, labels, clips, clips,
+                                            logs.append) == {}
+    assert short.calls == 0 and "triangle" in logs[-1]
+
+
 @pytest.mark.slow
 def test_evaluate_reads_a_runs_word_head_as_a_judge(judge_cache, tmp_path):
     from tests.conftest import tiny_config

@@ -491,7 +491,8 @@ def evaluate(cfg: EvalConfig, source: VideoSource | None = None, log=print,
                              f"{real.shape}")
         labels = classifier_lib.caption_labels(dataset, captions[:n], heads)
         pred_fake, feat_fake = classifier_lib.predict(judge, fake[:n])
-        word_head = _word_head_accuracy(source, dataset, heads, labels, real[:n], fake[:n])
+        word_head = _word_head_accuracy(source, dataset, heads, labels, real[:n], fake[:n],
+                                        log)
         judge_real = classifier_lib.accuracy(pred_real, labels)["all_correct"]
         if judge_real < JUDGE_MIN_ACCURACY:
             log(f"{split}: warning: the judge gets only {judge_real:.1%} of real clips fully "
@@ -588,14 +589,20 @@ def evaluate(cfg: EvalConfig, source: VideoSource | None = None, log=print,
 
 def _word_head_accuracy(source: VideoSource, dataset: data_lib.BuiltinDataset,
                         heads: Mapping[str, Sequence[str]], labels: Mapping[str, np.ndarray],
-                        real: np.ndarray, fake: np.ndarray) -> dict:
+                        real: np.ndarray, fake: np.ndarray, log=print) -> dict:
     """{D head: {"real" | "generated": accuracy dict}} of the run's word head, read
-    as a judge (`metrics.word_head`); {} without one, or when a caption names two
-    objects (the head's words do not say which object holds them)."""
+    as a judge (`metrics.word_head`); {} without one, when a caption names two
+    objects (the head's words do not say which object holds them) or when some
+    attribute value has no word of its own (class captions such as "a dog" and
+    "a dog running")."""
     names = getattr(source, "word_heads", [])
     if not names or not set(heads) <= set(dataset.attributes):
         return {}
-    words = word_head_lib.value_words(heads, source.vocabulary())
+    try:
+        words = word_head_lib.value_words(heads, source.vocabulary())
+    except ValueError as e:
+        log(f"D's word head not read as a judge: {e}")
+        return {}
     out: dict[str, dict] = {name: {} for name in names}
     for kind, clips in (("real", real), ("generated", fake)):
         for name, logits in zip(names, source.word_logits(clips)):
