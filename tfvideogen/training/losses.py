@@ -27,6 +27,14 @@ def _masked_mean(x: tf.Tensor, mask: tf.Tensor | None, count=None) -> tf.Tensor:
     return tf.math.divide_no_nan(tf.reduce_sum(x * mask), count)
 
 
+def _mean_over_captioned_rows(per_row: tf.Tensor, words: tf.Tensor) -> tf.Tensor:
+    """Mean of `per_row` ([B] or [heads, B]) over rows whose caption holds a known
+    word (`words` [..., B, V] multi-hot); 0, not NaN, if none does."""
+    valid = tf.broadcast_to(tf.cast(tf.reduce_sum(words, axis=-1) > 0, tf.float32),
+                            tf.shape(per_row))
+    return tf.math.divide_no_nan(tf.reduce_sum(per_row * valid), tf.reduce_sum(valid))
+
+
 def hinge_discriminator(real, fake, mismatch=None, mismatch_mask=None,
                         mismatch_weight: float = 0.5, mismatch_count=None) -> tf.Tensor:
     """mean(relu(1 - real)) + (1-w) mean(relu(1 + fake)) + w mean(relu(1 + mismatch)).
@@ -130,8 +138,7 @@ def word_classification(logits, words) -> tf.Tensor:
     log_p = tf.nn.log_softmax(logits, axis=-1)
     safe_log_q = tf.math.log(tf.where(q > 0, q, tf.ones_like(q)))
     kl = tf.reduce_sum(q * (safe_log_q - log_p), axis=-1)  # [B] or [heads, B]
-    valid = tf.broadcast_to(tf.cast(n > 0, tf.float32), tf.shape(kl))
-    return tf.math.divide_no_nan(tf.reduce_sum(kl * valid), tf.reduce_sum(valid))
+    return _mean_over_captioned_rows(kl, _f32(words))
 
 
 
@@ -149,8 +156,7 @@ def word_detection(logits, words) -> tf.Tensor:
     q = tf.broadcast_to(_f32(words), tf.shape(logits))
     bce = tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=q, logits=logits),
                         axis=-1)  # [B] or [heads, B]
-    valid = tf.cast(tf.reduce_sum(q, axis=-1) > 0, tf.float32)
-    return tf.math.divide_no_nan(tf.reduce_sum(bce * valid), tf.reduce_sum(valid))
+    return _mean_over_captioned_rows(bce, q)
 
 
 def word_rejection(logits, words) -> tf.Tensor:
@@ -167,8 +173,7 @@ def word_rejection(logits, words) -> tf.Tensor:
     logits = _f32(logits)
     q = tf.broadcast_to(_f32(words), tf.shape(logits))
     per_row = tf.reduce_sum(q * tf.nn.softplus(logits), axis=-1)  # [B] or [heads, B]
-    valid = tf.cast(tf.reduce_sum(q, axis=-1) > 0, tf.float32)
-    return tf.math.divide_no_nan(tf.reduce_sum(per_row * valid), tf.reduce_sum(valid))
+    return _mean_over_captioned_rows(per_row, q)
 
 
 WORD_LOSSES = {"softmax": word_classification, "sigmoid": word_detection}
