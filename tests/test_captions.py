@@ -137,6 +137,8 @@ def test_word_head_config_is_validated():
     for extra in ("train.word_loss=softmax", "model.discriminator.word_head=false"):
         with pytest.raises(ValueError, match="fake_word_weight > 0 needs .*word_head=true"):
             tiny_config("train.fake_word_weight=1", extra)
+    with pytest.raises(ValueError, match="train.fake_words='some' is not one of all, attributes"):
+        tiny_config("train.fake_words=some")
 
 
 def test_train_step_with_word_head_trains_it_and_is_seeded():
@@ -171,3 +173,9 @@ def test_train_step_with_word_head_trains_it_and_is_seeded():
     assert "d_fake_words" not in sig
     assert 2 * math.log(2) < fake["d_fake_words"] < 20 * math.log(2)
     assert fake["d_loss"] != pytest.approx(sig["d_loss"], rel=1e-4)
+    # Only the attribute words ("red", "circle", "up", "down"; not "a", "is",
+    # "moving", "and"): about half the words, so about half the loss at first.
+    named = _two_steps(tiny_config("model.discriminator.word_head=true",
+                                   "train.fake_word_weight=1", "train.fake_words=attributes"),
+                       batch)
+    assert 0.3 < named["d_fake_words"] / fake["d_fake_words"] < 0.7

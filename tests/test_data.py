@@ -90,6 +90,18 @@ def test_moving_shapes_splits_are_disjoint_and_cover_attributes():
     assert seen <= heldout and len(seen) > 1
 
 
+def test_attribute_words_are_the_words_that_name_a_value():
+    from tfvideogen.data.registry import own_words
+
+    assert own_words(("left and right", "up and down", "up")) == [["left", "right"], ["down"], []]
+    shapes = data.get("moving_shapes")
+    named = shapes.attribute_words()
+    assert {"red", "circle", "square", "up", "left"} <= set(named) <= set(shapes.vocabulary())
+    assert set(shapes.vocabulary()) - set(named) == {"a", "and", "is", "moving"}
+    assert set(data.get("bouncing_digits").attribute_words()) == {
+        *"0123456789", "up", "down", "left", "right"}
+
+
 def test_bouncing_digits_sync_draw_split():
     ds = data.get("bouncing_digits")
     train = [ds.parse_caption(c) for c in ds.captions("train")]

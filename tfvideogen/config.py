@@ -180,6 +180,11 @@ class TrainConfig:
     # three seeds gave 78% / 78% against 81% / 85% (FCD and diversity better,
     # README#Quality).
     fake_word_weight: float = 0.0
+    # Which caption words fake_word_weight rejects on generated clips: "all", or
+    # "attributes" (only words naming an attribute value, data's
+    # `attribute_words()`): words in every caption ("a", "is", "moving") would
+    # otherwise become extra unconditional real/fake heads.
+    fake_words: str = "all"
     # Video-caption contrastive loss (XMC-GAN) on D's pooled features: D learns it
     # on real clips, G on its own; each clip is told apart from the batch's other
     # captions (0 = off). On by default: without it the default run can collapse
@@ -281,6 +286,7 @@ class ExperimentConfig:
                              f"and train.word_loss=sigmoid, got word_head="
                              f"{self.model.discriminator.word_head}, word_loss="
                              f"{self.train.word_loss!r}")
+        _check_choice("train.fake_words", self.train.fake_words, ("all", "attributes"))
         if self.model.discriminator.word_head and self.train.word_dropout:
             raise ValueError("model.discriminator.word_head (on by default) and "
                              "train.word_dropout cannot be combined: a word-dropped caption "

@@ -13,6 +13,14 @@ _BUILTIN: dict[str, Callable[..., BuiltinDataset]] = {}
 _READERS: dict[str, tuple[Callable[..., BuiltinDataset], str]] = {}
 
 
+def own_words(values: Sequence[str]) -> list[list[str]]:
+    """Per value of one attribute, its own words: those no other value holds,
+    sorted ("left", "right" for the motion "left and right"; "and" tells nothing)."""
+    words = [set(str(v).split()) for v in values]
+    return [sorted(w - set().union(*(o for j, o in enumerate(words) if j != i)))
+            for i, w in enumerate(words)]
+
+
 class BuiltinDataset(abc.ABC):
     """A procedural dataset: element i is a pure function of (seed, split, i).
 
@@ -44,6 +52,12 @@ class BuiltinDataset(abc.ABC):
         """Every word any split's captions use, sorted (for the built-in encoder)."""
         words = {w for split in self.splits for c in self.captions(split) for w in c.split()}
         return sorted(words)
+
+    def attribute_words(self) -> list[str]:
+        """The words that name an attribute value (some value's own words), sorted:
+        the vocabulary minus the grammar's words ("a", "is", "moving", ...)."""
+        return sorted({w for values in self.attributes.values() for own in own_words(values)
+                       for w in own})
 
     def sample_captions(self, split: str = "train", count: int = 8) -> list[str]:
         """A fixed, spread-out subset of the split's captions (for sample grids)."""

@@ -15,23 +15,22 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from tfvideogen.data.registry import own_words
+
 
 def value_words(attributes: Mapping[str, Sequence[str]],
                 vocabulary: Sequence[str]) -> dict[str, list[list[int]]]:
     """{attribute: [per value, the vocabulary indices of its own words]}.
 
     A value's own words are those no other value of the attribute holds
-    ("left", "right" for the motion "left and right"; "and" tells nothing).
+    (`data.registry.own_words`).
     ValueError if a value has no own word in `vocabulary`.
     """
     index = {w: i for i, w in enumerate(vocabulary)}
     out = {}
     for name, values in attributes.items():
-        words = [set(str(v).split()) for v in values]
         per_value = []
-        for i, value in enumerate(values):
-            others = set().union(*(w for j, w in enumerate(words) if j != i))
-            own = sorted(words[i] - others)
+        for value, own in zip(values, own_words(values)):
             if not own or any(w not in index for w in own):
                 raise ValueError(f"{name}={value!r}: its own words {own} are not all in the "
                                  f"word head's vocabulary of {len(vocabulary)} words")

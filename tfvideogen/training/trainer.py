@@ -322,13 +322,22 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
     text_inputs, embed = _text_path(enc, t.jit_compile)
     word_classes = disc.word_classes
     if word_classes:
-        vocabulary = dataset_for(cfg).vocabulary()
+        ds = dataset_for(cfg)
+        vocabulary = ds.vocabulary()
         if len(vocabulary) != word_classes:
             raise SetupError(f"the discriminator's word head has {word_classes} classes, the "
                              f"dataset's vocabulary {len(vocabulary)} words")
         words_of = functools.partial(captions_lib.word_targets,
                                      table=captions_lib.word_table(vocabulary),
                                      size=word_classes)
+        # The caption words fake_word_weight rejects on generated clips.
+        rejected = tf.ones([word_classes])
+        if t.fake_word_weight and t.fake_words == "attributes":
+            named = set(ds.attribute_words())
+            if not named:
+                raise SetupError(f"train.fake_words=attributes: dataset {cfg.data.name!r} has "
+                                 "no caption attributes; use train.fake_words=all")
+            rejected = tf.constant([float(w in named) for w in vocabulary])
 
     def noise(n, step):
         if t.noise == "stream":
@@ -447,7 +456,8 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
                 d_obj += t.word_weight * extra["d_words"]
                 if t.fake_word_weight:
                     fake_words = disc.word_logits([f[n:2 * n] for f in features])
-                    extra["d_fake_words"] = losses.word_rejection(fake_words, words)
+                    extra["d_fake_words"] = losses.word_rejection(fake_words,
+                                                                  words * rejected)
                     d_obj += t.fake_word_weight * extra["d_fake_words"]
             if r1:
                 # Lazy R1 (StyleGAN2): every r1_every-th step, weighted by r1_every.
