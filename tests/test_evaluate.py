@@ -326,6 +326,13 @@ def test_word_head_is_read_only_where_its_words_say_something():
     got = evaluate_lib._word_head_accuracy(stub, shapes, heads, labels, clips, clips, logs.append)
     assert got == {"video": {k: {"shape": 0.5, "all_correct": 0.5}
                              for k in ("real", "generated")}}
+    # With a memo (a truncation curve), the real clips are read once per key.
+    memo, stub.calls = {}, 0
+    for _ in range(3):
+        again = evaluate_lib._word_head_accuracy(stub, shapes, heads, labels, clips, clips,
+                                                 logs.append, memo, ("train",))
+        assert again == got
+    assert stub.calls == 1 + 3 and list(memo) == [("train",)]
     # Two objects per caption: "red" may be either object's, so nothing is read.
     two = {**heads, "shape_2": heads["shape"]}
     assert evaluate_lib._word_head_accuracy(stub, shapes, two, labels, clips, clips) == {}

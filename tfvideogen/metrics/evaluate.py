@@ -416,7 +416,8 @@ def evaluate(cfg: EvalConfig, source: VideoSource | None = None, log=print,
     `source` overrides what `cfg.model_dir`/`cfg.saved_model` would load (tests).
     `reference`: a dict memoising what does not depend on the generator (the
     judge; per split the real clips, their judge outputs and the real-vs-real
-    floor), shared by several evaluations of one run (`evaluate_truncations`).
+    floor, D's word-head verdicts on them), shared by several evaluations of one
+    run (`evaluate_truncations`).
     """
     cfg.validate()
     t_start = time.perf_counter()
@@ -492,7 +493,7 @@ def evaluate(cfg: EvalConfig, source: VideoSource | None = None, log=print,
         labels = classifier_lib.caption_labels(dataset, captions[:n], heads)
         pred_fake, feat_fake = classifier_lib.predict(judge, fake[:n])
         word_head = _word_head_accuracy(source, dataset, heads, labels, real[:n], fake[:n],
-                                        log)
+                                        log, reference, ("word_head", *key, n))
         judge_real = classifier_lib.accuracy(pred_real, labels)["all_correct"]
         if judge_real < JUDGE_MIN_ACCURACY:
             log(f"{split}: warning: the judge gets only {judge_real:.1%} of real clips fully "
@@ -589,12 +590,14 @@ def evaluate(cfg: EvalConfig, source: VideoSource | None = None, log=print,
 
 def _word_head_accuracy(source: VideoSource, dataset: data_lib.BuiltinDataset,
                         heads: Mapping[str, Sequence[str]], labels: Mapping[str, np.ndarray],
-                        real: np.ndarray, fake: np.ndarray, log=print) -> dict:
+                        real: np.ndarray, fake: np.ndarray, log=print,
+                        reference: dict | None = None, key: tuple = ()) -> dict:
     """{D head: {"real" | "generated": accuracy dict}} of the run's word head, read
     as a judge (`metrics.word_head`); {} without one, when a caption names two
     objects (the head's words do not say which object holds them) or when some
     attribute value has no word of its own (class captions such as "a dog" and
-    "a dog running")."""
+    "a dog running"). The real clips' verdicts are memoised in `reference` under
+    `key` (D does not change with the truncation)."""
     names = getattr(source, "word_heads", [])
     if not names or not set(heads) <= set(dataset.attributes):
         return {}
@@ -603,12 +606,14 @@ def _word_head_accuracy(source: VideoSource, dataset: data_lib.BuiltinDataset,
     except ValueError as e:
         log(f"D's word head not read as a judge: {e}")
         return {}
-    out: dict[str, dict] = {name: {} for name in names}
-    for kind, clips in (("real", real), ("generated", fake)):
-        for name, logits in zip(names, source.word_logits(clips)):
-            out[name][kind] = classifier_lib.accuracy(word_head_lib.verdicts(logits, words),
-                                                      labels)
-    return out
+
+    def accuracies(clips):
+        return [classifier_lib.accuracy(word_head_lib.verdicts(logits, words), labels)
+                for logits in source.word_logits(clips)]
+
+    real_acc = _memo(reference, key, functools.partial(accuracies, real))
+    return {name: {"real": r, "generated": g}
+            for name, r, g in zip(names, real_acc, accuracies(fake))}
 
 
 def _judges_raw(cfg: EvalConfig) -> bool:

@@ -90,7 +90,7 @@ class VideoDiscriminator(keras.Model):
         # layers held in Keras-tracked lists.
         for i, layer in enumerate(stack(keras.layers.Conv3D, True, "v", size // video_downsample)):
             setattr(self, f"v{i}", layer)
-            self._add_norm(f"v_norm{i}", layer)
+            self._add_norm(f"v_norm{i}", layer, frame_trunk=False)
         self.video_width = self._out_width(len(self.video_convs))
         # Heads compute in float32 under mixed precision (logits feed the losses).
         self.video_head = maybe_spectral(
@@ -106,7 +106,7 @@ class VideoDiscriminator(keras.Model):
                     frame_stem, 3, padding="same", name="f_stem"), spectral_norm)
             for i, layer in enumerate(stack(keras.layers.Conv2D, False, "f", size)):
                 setattr(self, f"f{i}", layer)
-                self._add_norm(f"f_norm{i}", layer)
+                self._add_norm(f"f_norm{i}", layer, frame_trunk=True)
             self.frame_width = self._out_width(len(self.frame_convs))
             self.frame_head = maybe_spectral(
                 keras.layers.Dense(1, name="f_head", dtype="float32"), spectral_norm)
@@ -119,8 +119,8 @@ class VideoDiscriminator(keras.Model):
             if frame_frames:
                 self.f_words = keras.layers.Dense(word_classes, name="f_words", dtype="float32")
 
-    def _add_norm(self, name: str, conv: keras.layers.Layer) -> None:
-        if self.norm == "group" or (self.norm == "group_frame" and name.startswith("f_")):
+    def _add_norm(self, name: str, conv: keras.layers.Layer, frame_trunk: bool) -> None:
+        if self.norm == "group" or (self.norm == "group_frame" and frame_trunk):
             filters = getattr(conv, "layer", conv).filters
             setattr(self, name, keras.layers.GroupNormalization(
                 math.gcd(4, filters), name=name, dtype=self.dtype_policy))

@@ -425,22 +425,17 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
             # or, with rescore_mismatch, over [real; fake]: D's conv trunks do not see
             # the text, so the real clips' features are rescored by the heads alone.
             fake_in = tf.stop_gradient(tf.cast(fake, video.dtype))
-            if t.rescore_mismatch:
-                clips, groups, texts = tf.concat([video, fake_in], 0), 2, [emb, emb]
-            else:
-                clips, groups, texts = (tf.concat([video, fake_in, video], 0), 3,
-                                        [emb, emb, wrong])
+            clips, texts = [video, fake_in], [emb, emb]
+            if not t.rescore_mismatch:
+                clips, texts = [*clips, video], [*texts, wrong]
             logits, features = disc(
-                d_input(clips, tf.random.experimental.stateless_fold_in(aug_seed, 0), rows,
-                        groups),
+                d_input(tf.concat(clips, 0), tf.random.experimental.stateless_fold_in(aug_seed, 0),
+                        rows, len(clips)),
                 tf.concat(texts, 0), training=True, return_features=True)
             n = tf.shape(video)[0]
             real_features = [f[:n] for f in features]
-            if t.rescore_mismatch:
-                real_l, fake_l = tf.split(logits, 2, axis=0)
-                mis_l = disc.score(real_features, wrong)
-            else:
-                real_l, fake_l, mis_l = tf.split(logits, 3, axis=0)
+            real_l, fake_l, *mis_l = tf.split(logits, len(clips), axis=0)
+            mis_l = mis_l[0] if mis_l else disc.score(real_features, wrong)
             d_loss = losses.discriminator_loss(t.loss, real_l, fake_l, mis_l, mismatch_mask,
                                                t.mismatch_weight, mismatch_count)
             d_obj = d_loss
