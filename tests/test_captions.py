@@ -134,9 +134,9 @@ def test_word_head_config_is_validated():
         tiny_config("train.word_weight=-1")
     with pytest.raises(ValueError, match="train.fake_word_weight must be >= 0"):
         tiny_config("train.fake_word_weight=-1")
+    # On by default; without a (sigmoid) word head it has nothing to act on.
     for extra in ("train.word_loss=softmax", "model.discriminator.word_head=false"):
-        with pytest.raises(ValueError, match="fake_word_weight > 0 needs .*word_head=true"):
-            tiny_config("train.fake_word_weight=1", extra)
+        assert tiny_config("train.fake_word_weight=1", extra).train.fake_word_weight == 1
     with pytest.raises(ValueError, match="train.fake_words='some' is not one of all, attributes"):
         tiny_config("train.fake_words=some")
 
@@ -160,19 +160,24 @@ def test_train_step_with_word_head_trains_it_and_is_seeded():
     assert off["d_loss"] != pytest.approx(first["d_loss"], rel=1e-4)
     # The configured word loss is the one the step reports and trains with.
     sig, soft = (_two_steps(tiny_config("model.discriminator.word_head=true",
-                                        f"train.word_loss={kind}"), batch)
+                                        f"train.word_loss={kind}", "train.fake_word_weight=0"),
+                            batch)
                  for kind in ("sigmoid", "softmax"))
     assert all(np.isfinite(v) for v in [*sig.values(), *soft.values()])
     # V binary losses near log 2 each at first, against one KL near log(V / words).
     assert sig["d_words"] > 3 * soft["d_words"]
     assert sig["d_loss"] != pytest.approx(soft["d_loss"], rel=1e-4)
     # The word head's fake term: reported, near log 2 per caption word at first, and
-    # live (D's second step differs); absent unless asked for.
+    # live (D's second step differs); absent at weight 0 and with the softmax loss.
     fake = _two_steps(tiny_config("model.discriminator.word_head=true",
-                                  "train.fake_word_weight=1"), batch)
+                                  "train.fake_word_weight=1", "train.fake_words=all"), batch)
     assert "d_fake_words" not in sig
     assert 2 * math.log(2) < fake["d_fake_words"] < 20 * math.log(2)
     assert fake["d_loss"] != pytest.approx(sig["d_loss"], rel=1e-4)
+    soft_fake = _two_steps(tiny_config("model.discriminator.word_head=true",
+                                       "train.word_loss=softmax", "train.fake_word_weight=1"),
+                           batch)
+    assert "d_fake_words" not in soft_fake and soft_fake["d_loss"] == soft["d_loss"]
     # Only the attribute words ("red", "circle", "up", "down"; not "a", "is",
     # "moving", "and"): about half the words, so about half the loss at first.
     named = _two_steps(tiny_config("model.discriminator.word_head=true",

@@ -97,7 +97,11 @@ def test_stored_configs_from_before_a_default_changed_keep_their_value():
     for key in ("pooling", "norm"):
         del stored["model"]["discriminator"][key]
     del stored["train"]["word_loss"]
+    # ... and before the fake-word term was on (the twelfth session's runs: all words).
+    for key in ("fake_word_weight", "fake_words"):
+        del stored["train"][key]
     old = config_lib.loads(json.dumps(stored))
+    assert (old.train.fake_word_weight, old.train.fake_words) == (0.0, "all")
     assert old.model.discriminator.word_head is False
     assert old.model.generator.rgb_kernel == 3
     assert (old.model.discriminator.pooling, old.model.discriminator.norm,
@@ -106,5 +110,6 @@ def test_stored_configs_from_before_a_default_changed_keep_their_value():
     assert new.model.discriminator.word_head is True
     assert (new.model.discriminator.pooling, new.model.discriminator.norm,
             new.train.word_loss) == ("max", "group_frame", "sigmoid")
+    assert (new.train.fake_word_weight, new.train.fake_words) == (0.25, "attributes")
     assert config_lib.loads(config_lib.dumps(config_lib.get_experiment("default"))) == \
         config_lib.get_experiment("default")

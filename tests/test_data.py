@@ -91,7 +91,7 @@ def test_moving_shapes_splits_are_disjoint_and_cover_attributes():
 
 
 def test_attribute_words_are_the_words_that_name_a_value():
-    from tfvideogen.data.registry import own_words
+    from tfvideogen.data.registry import FileDataset, own_words
 
     assert own_words(("left and right", "up and down", "up")) == [["left", "right"], ["down"], []]
     shapes = data.get("moving_shapes")
@@ -100,6 +100,18 @@ def test_attribute_words_are_the_words_that_name_a_value():
     assert set(shapes.vocabulary()) - set(named) == {"a", "and", "is", "moving"}
     assert set(data.get("bouncing_digits").attribute_words()) == {
         *"0123456789", "up", "down", "left", "right"}
+
+    class Files(FileDataset):  # captions read from files, normalised as the encoder does
+        name, _captions = "files", ["A dog runs.", "a cat runs", "a dog, sleeping"]
+
+        def make(self, *args):
+            raise NotImplementedError
+
+    # Free-form captions: the words some caption lacks; class captions: own words.
+    assert Files().attribute_words() == ["cat", "dog", "runs", "sleeping"]
+    classes = Files()
+    classes.attributes = {"class": ("A Dog", "a cat")}
+    assert classes.attribute_words() == ["cat", "dog"]
 
 
 def test_bouncing_digits_sync_draw_split():

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import abc
+import re
 from collections.abc import Callable, Sequence
 
 import tensorflow as tf
@@ -13,10 +14,15 @@ _BUILTIN: dict[str, Callable[..., BuiltinDataset]] = {}
 _READERS: dict[str, tuple[Callable[..., BuiltinDataset], str]] = {}
 
 
+def caption_words(caption: str) -> list[str]:
+    """The words the built-in text encoder sees (its `normalize`, in Python)."""
+    return re.sub(r"[^a-z0-9' ]+", " ", caption.lower()).split()
+
+
 def own_words(values: Sequence[str]) -> list[list[str]]:
     """Per value of one attribute, its own words: those no other value holds,
     sorted ("left", "right" for the motion "left and right"; "and" tells nothing)."""
-    words = [set(str(v).split()) for v in values]
+    words = [set(caption_words(str(v))) for v in values]
     return [sorted(w - set().union(*(o for j, o in enumerate(words) if j != i)))
             for i, w in enumerate(words)]
 
@@ -54,10 +60,16 @@ class BuiltinDataset(abc.ABC):
         return sorted(words)
 
     def attribute_words(self) -> list[str]:
-        """The words that name an attribute value (some value's own words), sorted:
-        the vocabulary minus the grammar's words ("a", "is", "moving", ...)."""
-        return sorted({w for values in self.attributes.values() for own in own_words(values)
-                       for w in own})
+        """The words that say what a clip shows, sorted: those naming an attribute
+        value (some value's own words), i.e. the vocabulary minus the grammar's
+        words ("a", "is", "moving"). Without attributes (free-form captions): the
+        words that some caption lacks (a word in every caption tells nothing)."""
+        if self.attributes:
+            return sorted({w for values in self.attributes.values()
+                           for own in own_words(values) for w in own})
+        captions = [set(caption_words(c)) for split in self.splits
+                    for c in self.captions(split)]
+        return sorted(set().union(*captions) - set.intersection(*captions)) if captions else []
 
     def sample_captions(self, split: str = "train", count: int = 8) -> list[str]:
         """A fixed, spread-out subset of the split's captions (for sample grids)."""

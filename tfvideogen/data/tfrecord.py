@@ -35,14 +35,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
 from tfvideogen.data import decode
-from tfvideogen.data.registry import FileDataset, register_reader
+from tfvideogen.data.registry import FileDataset, caption_words, register_reader
 
 FRAMES = "video/frames"
 FORMAT = "video/format"
@@ -119,11 +118,6 @@ def parse_record(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
     }
     f = tf.io.parse_single_example(serialized, spec)
     return {"frames": f[FRAMES], "captions": f[CAPTION], "source": f[SOURCE], "fps": f[FPS]}
-
-
-def caption_words(caption: str) -> list[str]:
-    """The words the built-in text encoder sees (its `normalize`, in Python)."""
-    return re.sub(r"[^a-z0-9' ]+", " ", caption.lower()).split()
 
 
 def num_workers() -> int:

@@ -332,11 +332,8 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
                                      size=word_classes)
         # The caption words fake_word_weight rejects on generated clips.
         rejected = tf.ones([word_classes])
-        if t.fake_word_weight and t.fake_words == "attributes":
+        if t.fake_word_weight and t.word_loss == "sigmoid" and t.fake_words == "attributes":
             named = set(ds.attribute_words())
-            if not named:
-                raise SetupError(f"train.fake_words=attributes: dataset {cfg.data.name!r} has "
-                                 "no caption attributes; use train.fake_words=all")
             rejected = tf.constant([float(w in named) for w in vocabulary])
 
     def noise(n, step):
@@ -449,7 +446,7 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
                 # generated clip's caption words are also "no" (Omni-GAN style).
                 extra["d_words"] = word_loss(disc.word_logits(real_features), words)
                 d_obj += t.word_weight * extra["d_words"]
-                if t.fake_word_weight:
+                if t.fake_word_weight and t.word_loss == "sigmoid":
                     fake_words = disc.word_logits([f[n:2 * n] for f in features])
                     extra["d_fake_words"] = losses.word_rejection(fake_words,
                                                                   words * rejected)
