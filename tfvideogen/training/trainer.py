@@ -321,6 +321,9 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
     scaled = isinstance(g_opt, keras.optimizers.LossScaleOptimizer)
     text_inputs, embed = _text_path(enc, t.jit_compile)
     word_classes = disc.word_classes
+    # fake_word_weight applies to a sigmoid word head only (config.py).
+    reject_fakes = bool(word_classes and t.fake_word_weight) and t.word_loss == "sigmoid"
+    rejected = None
     if word_classes:
         ds = dataset_for(cfg)
         vocabulary = ds.vocabulary()
@@ -330,9 +333,9 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
         words_of = functools.partial(captions_lib.word_targets,
                                      table=captions_lib.word_table(vocabulary),
                                      size=word_classes)
-        # The caption words fake_word_weight rejects on generated clips.
-        rejected = tf.ones([word_classes])
-        if t.fake_word_weight and t.word_loss == "sigmoid" and t.fake_words == "attributes":
+        # The caption words fake_word_weight rejects on generated clips: a 0/1
+        # mask over the vocabulary, or None for every caption word.
+        if reject_fakes and t.fake_words == "attributes":
             named = set(ds.attribute_words())
             rejected = tf.constant([float(w in named) for w in vocabulary])
 
@@ -446,10 +449,10 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
                 # generated clip's caption words are also "no" (Omni-GAN style).
                 extra["d_words"] = word_loss(disc.word_logits(real_features), words)
                 d_obj += t.word_weight * extra["d_words"]
-                if t.fake_word_weight and t.word_loss == "sigmoid":
+                if reject_fakes:
                     fake_words = disc.word_logits([f[n:2 * n] for f in features])
-                    extra["d_fake_words"] = losses.word_rejection(fake_words,
-                                                                  words * rejected)
+                    targets = words if rejected is None else words * rejected
+                    extra["d_fake_words"] = losses.word_rejection(fake_words, targets)
                     d_obj += t.fake_word_weight * extra["d_fake_words"]
             if r1:
                 # Lazy R1 (StyleGAN2): every r1_every-th step, weighted by r1_every.
