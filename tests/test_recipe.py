@@ -74,6 +74,36 @@ def test_translation_moves_every_frame_by_the_same_shift():
     assert 0 < (out[0] > 0).sum() <= (frame > 0).sum()
 
 
+def test_translation_is_an_exact_shift_with_black_fill_and_its_gradient():
+    rng = np.random.default_rng(0)
+    video = rng.uniform(-1, 1, (6, 3, 16, 16, 3)).astype(np.float32)
+    weights = rng.normal(size=video.shape).astype(np.float32)
+    v = tf.constant(video)
+    with tf.GradientTape() as tape:
+        tape.watch(v)
+        out = augment.translation(v, tf.constant([7, 9], tf.int64))
+        total = tf.reduce_sum(out * weights)
+    out, grad = out.numpy(), tape.gradient(total, v).numpy()
+
+    def shift(x, dy, dx, fill):  # [T, H, W, C]: content moved down dy, right dx
+        y, (h, w) = np.full_like(x, fill), x.shape[1:3]
+        y[:, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+            x[:, max(-dy, 0):h - max(dy, 0), max(-dx, 0):w - max(dx, 0)]
+        return y
+
+    shifts = []
+    for clip in range(len(video)):
+        # Up to 2 pixels (ratio 0.125 of 16) each way; exactly one shift fits.
+        found = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                 if np.array_equal(out[clip], shift(video[clip], dy, dx, -1.0))]
+        assert len(found) == 1, found
+        dy, dx = found[0]
+        shifts.append(found[0])
+        # A pixel's gradient is the weight where it landed, 0 if it left the frame.
+        np.testing.assert_array_equal(grad[clip], shift(weights[clip], -dy, -dx, 0.0))
+    assert len(set(shifts)) > 1  # drawn per clip
+
+
 def test_cutout_blanks_the_same_square_in_all_frames():
     video = tf.ones([2, 3, 16, 16, 3])
     out = augment.cutout(video, tf.constant([3, 4], tf.int64)).numpy()
