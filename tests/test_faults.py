@@ -18,10 +18,12 @@ from tfvideogen.training import trainer
 WORKER = os.path.join(REPO, "tests", "_worker.py")
 STEPS = 8
 # Deterministic ops, a checkpoint every step (so killed and straight runs save
-# at the same steps), samples only at the end, a progress line every step.
-RUN_FLAGS = ["--experiment=tiny", f"--steps={STEPS}", "--deterministic",
-             "--override=train.checkpoint_every=1,train.log_every=1,train.sample_every=1000,"
-             "train.keep_checkpoints=2"]
+# at the same steps), samples only at the end, a progress line every step. D's
+# frame head scores 2 of the 4 frames, at a random offset: the sampler's stream
+# must resume too.
+OVERRIDES = ("train.checkpoint_every=1,train.log_every=1,train.sample_every=1000,"
+             "train.keep_checkpoints=2,model.discriminator.frame_frames=2")
+RUN_FLAGS = ["--experiment=tiny", f"--steps={STEPS}", "--deterministic", f"--override={OVERRIDES}"]
 
 
 def _ckpt_dir(model_dir: str) -> str:
@@ -94,9 +96,7 @@ def test_sigkill_anywhere_then_rerun_equals_uninterrupted_run(tmp_path):
     n = _latest_step(killed_dir) + 2
     assert n <= STEPS
     run = Run([WORKER, "train", f"--model_dir={killed_dir}", f"--kill_at_save={n}",
-               f"--override=train.steps={STEPS},train.deterministic=true,"
-               "train.checkpoint_every=1,train.log_every=1,train.sample_every=1000,"
-               "train.keep_checkpoints=2"])
+               f"--override=train.steps={STEPS},train.deterministic=true,{OVERRIDES}"])
     assert run.finish() == -signal.SIGKILL, run.output[-3000:]
     assert f"KILLING in save of ckpt-{n}" in run.output
     assert os.path.exists(os.path.join(_ckpt_dir(killed_dir), f"ckpt-{n}.index"))
@@ -110,11 +110,12 @@ def test_sigkill_anywhere_then_rerun_equals_uninterrupted_run(tmp_path):
     assert straight.finish() == 0, straight.output[-3000:]
 
     # Every checkpointed tensor matches: weights, EMA, optimizer slots and
-    # iterations, step, RNG state (and so the data position).
+    # iterations, step, RNG states (and so the data position and D's frames).
     a = _checkpoint_tensors(os.path.join(_ckpt_dir(straight_dir), f"ckpt-{STEPS}"))
     b = _checkpoint_tensors(os.path.join(_ckpt_dir(killed_dir), f"ckpt-{STEPS}"))
     assert a.keys() == b.keys()
-    assert any("ema_generator" in k for k in a) and any("g_optimizer" in k for k in a)
+    assert all(any(part in k for k in a) for part in ("ema_generator", "g_optimizer",
+                                                        trainer.SEED_STATES))
     differ = [k for k in a if not np.array_equal(a[k], b[k])]
     assert not differ, f"kills at steps {kill_steps} changed {differ[:5]}"
 

@@ -74,11 +74,40 @@ def test_train_writes_run_and_resumes_step_counter(tmp_path):
 
 
 def test_resume_equals_uninterrupted_training(tmp_path):
-    straight = training.train(tiny_config("train.steps=4"), str(tmp_path / "a"))
-    training.train(tiny_config("train.steps=2"), str(tmp_path / "b"))
-    resumed = training.train(tiny_config("train.steps=4"), str(tmp_path / "b"))
+    # D's frame head scores 2 of the 4 frames at a random offset (as the default
+    # does 4 of 16): the resumed run must draw the uninterrupted run's offsets.
+    frames = "model.discriminator.frame_frames=2"
+    straight = training.train(tiny_config("train.steps=4", frames), str(tmp_path / "a"))
+    training.train(tiny_config("train.steps=2", frames), str(tmp_path / "b"))
+    resumed = training.train(tiny_config("train.steps=4", frames), str(tmp_path / "b"))
     for a, b in zip(_weights(straight.task), _weights(resumed.task)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_checkpoint_without_seed_states_still_resumes(tmp_path, caplog):
+    """Runs checkpointed before the seed states were saved resume, with a warning."""
+    model_dir = str(tmp_path / "run")
+    frames = "model.discriminator.frame_frames=2"
+    cfg = tiny_config("train.steps=2", frames)
+    first = training.train(cfg, model_dir)
+    # Rewrite ckpt-2 as the older code saved it (no seed states).
+    task = first.task
+    opts = [trainer.make_optimizer(1e-3, cfg.train, name) for name in ("g", "d")]
+    opts[0].build(task.generator.trainable_variables)
+    opts[1].build(task.discriminator.trainable_variables + task.text_encoder.trainable_variables)
+    parts = (task, tf.Variable(0, dtype=tf.int64), tf.random.Generator.from_seed(0), *opts)
+    ckpt_dir = os.path.join(model_dir, "checkpoints")
+    latest = tf.train.latest_checkpoint(ckpt_dir)
+    assert any(n.startswith(trainer.SEED_STATES + "/") for n, _ in tf.train.list_variables(latest))
+    trainer.restore(trainer.make_checkpoint(*parts), latest)
+    for name in os.listdir(ckpt_dir):
+        os.remove(os.path.join(ckpt_dir, name))
+    old = trainer.make_checkpoint(*parts, with_seed_states=False)
+    tf.train.CheckpointManager(old, ckpt_dir, 1).save(checkpoint_number=2)
+    with caplog.at_level("WARNING"):
+        resumed = training.train(tiny_config("train.steps=3", frames), model_dir)
+    assert resumed.step == 3
+    assert "has no seed states" in caplog.text
 
 
 def test_same_seed_same_video(tmp_path):

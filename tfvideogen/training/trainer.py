@@ -241,14 +241,35 @@ def build_task(cfg: config_lib.ExperimentConfig) -> models.TextToVideo:
                              ema=cfg.train.ema_decay > 0)
 
 
+# Checkpoint key of the Keras SeedGenerator states (D's frame sampler).
+SEED_STATES = "seed_states"
+
+
+def seed_states(task: models.TextToVideo) -> list:
+    """The state variables of the networks' Keras SeedGenerators (D's frame sampler).
+
+    tf.train.Checkpoint does not reach them through the models (a SeedGenerator is
+    not trackable), so a resumed run would restart their streams: the frames D
+    scores would no longer be the uninterrupted run's.
+    """
+    return [v for net in (task.text_encoder, task.generator, task.discriminator)
+            for v in net.non_trainable_variables if v.name == "seed_generator_state"]
+
+
 def make_checkpoint(task: models.TextToVideo, step: tf.Variable, rng: tf.random.Generator,
-                    g_opt=None, d_opt=None) -> tf.train.Checkpoint:
+                    g_opt=None, d_opt=None, *, with_seed_states: bool = True
+                    ) -> tf.train.Checkpoint:
+    """What a run saves. With the optimizers (a training checkpoint), also the
+    networks' seed states, unless `with_seed_states=False` (checkpoints written
+    before 2026-11-28 lack them)."""
     parts = {"step": step, "rng": rng, "text_encoder": task.text_encoder,
              "generator": task.generator, "discriminator": task.discriminator}
     if task.ema_generator is not None:
         parts["ema_generator"] = task.ema_generator
     if g_opt is not None:
         parts.update(g_optimizer=g_opt, d_optimizer=d_opt)
+        if with_seed_states and seed_states(task):
+            parts[SEED_STATES] = seed_states(task)
     return tf.train.Checkpoint(**parts)
 
 
@@ -640,7 +661,15 @@ def _train(cfg: config_lib.ExperimentConfig, model_dir: str, strategy: tf.distri
     manager = tf.train.CheckpointManager(checkpoint, save_dir, max_to_keep=t.keep_checkpoints)
     latest = tf.train.latest_checkpoint(ckpt_dir)
     if latest:
-        restore(checkpoint, latest)
+        if any(name.startswith(SEED_STATES + "/") for name, _ in tf.train.list_variables(latest)):
+            restore(checkpoint, latest)
+        else:
+            if seed_states(task):
+                logging.warning("%s has no seed states (written before 2026-11-28): D's frame "
+                                "sampler restarts its stream; the run goes on, but not bitwise "
+                                "as the uninterrupted one", latest)
+            restore(make_checkpoint(task, step_var, rng, g_opt, d_opt, with_seed_states=False),
+                    latest)
         logging.info("resumed from %s at step %d", latest, int(step_var.numpy()))
     if chief:
         write_config(model_dir, cfg)
