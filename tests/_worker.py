@@ -108,9 +108,11 @@ def _equivalence(mirrored, default, extra: str) -> dict:
 
     from tests.conftest import tiny_config
 
+    # (D's frame head on 2 of the 4 frames: its random offset must agree too.)
     cfg = tiny_config("train.noise=indexed", "train.embedding_grads=dense",
                       "train.adam_epsilon=1e-3", "train.contrastive_weight=1",
-                      "train.augment=translation,color,cutout", extra)
+                      "train.augment=translation,color,cutout",
+                      "model.discriminator.frame_frames=2", extra)
     batch = _batch(cfg)
     one, *_, step_one = _setup(cfg, default)
     two, g2, d2, _, step_two = _setup(cfg, mirrored, source=one)
