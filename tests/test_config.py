@@ -62,6 +62,8 @@ def test_bad_overrides_name_the_problem(override, message):
      "model.discriminator.pooling='mean' is not one of sum, max, sum_max"),
     ("model.generator.rgb_kernel=2", "model.generator.rgb_kernel must be 1 or 3, got 2"),
     ("model.generator.kind=mocogan model.generator.rgb_kernel=1", "rgb_kernel=1 needs"),
+    ("train.mismatch_weight=1", r"mismatch_weight must be in \[0, 1\) .* got 1.0"),
+    ("train.mismatch_weight=-0.5", r"mismatch_weight must be in \[0, 1\)"),
 ])
 def test_validate_rejects_inconsistent_configs(override, message):
     with pytest.raises(ValueError, match=message):

@@ -152,7 +152,8 @@ class TrainConfig:
     # Both learning rates fall linearly to 0 over the run's last `lr_decay_steps`
     # steps (0 = constant). The schedule depends on train.steps.
     lr_decay_steps: int = 0
-    # Weight of real-video/mismatched-caption negatives in the D loss (GAN-CLS).
+    # Share of real-video/mismatched-caption negatives among D's negatives (GAN-CLS),
+    # in [0, 1): the rest are generated clips.
     mismatch_weight: float = 0.5
     # Score the real clips against their mismatched captions from the features of
     # the same D pass (`VideoDiscriminator.score`): D's conv trunks run on
@@ -275,6 +276,12 @@ class ExperimentConfig:
         if not 0 <= self.train.lr_decay_steps <= self.train.steps:
             raise ValueError(f"train.lr_decay_steps must be in [0, train.steps="
                              f"{self.train.steps}], got {self.train.lr_decay_steps}")
+        if not 0.0 <= self.train.mismatch_weight < 1.0:
+            # D's negatives are (1 - w) x generated + w x mismatched: at 1 D's
+            # adversarial loss never sees a generated clip.
+            raise ValueError(f"train.mismatch_weight must be in [0, 1) (the share of "
+                             f"mismatched-caption negatives; 1 leaves no generated clips in "
+                             f"D's loss), got {self.train.mismatch_weight}")
         if self.train.word_weight < 0:
             raise ValueError(f"train.word_weight must be >= 0, got {self.train.word_weight}")
         if self.train.fake_word_weight < 0:
