@@ -244,13 +244,24 @@ class ExperimentConfig:
             if getattr(self.train, key) < 0:
                 raise ValueError(f"train.{key} must be >= 0 (0 = TF default), "
                                  f"got {getattr(self.train, key)}")
-        d, g = self.data, self.model.generator
+        d, g, t = self.data, self.model.generator, self.train
         for key, value in (("data.frames", d.frames), ("data.height", d.height),
-                           ("data.width", d.width), ("train.batch_size", self.train.batch_size),
-                           ("train.steps", self.train.steps), ("model.generator.z_dim", g.z_dim),
-                           ("train.adam_epsilon", self.train.adam_epsilon)):
+                           ("data.width", d.width), ("train.batch_size", t.batch_size),
+                           ("train.steps", t.steps), ("model.generator.z_dim", g.z_dim),
+                           ("train.adam_epsilon", t.adam_epsilon),
+                           ("train.g_learning_rate", t.g_learning_rate),
+                           ("train.d_learning_rate", t.d_learning_rate),
+                           ("train.log_every", t.log_every), ("train.sample_every", t.sample_every),
+                           ("train.checkpoint_every", t.checkpoint_every),
+                           ("train.keep_checkpoints", t.keep_checkpoints),
+                           ("train.num_samples", t.num_samples)):
             if value <= 0:
                 raise ValueError(f"{key} must be positive, got {value}")
+        for key, value in (("train.beta_1", t.beta_1), ("train.beta_2", t.beta_2)):
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"{key} must be in [0, 1), got {value}")
+        if t.r1_gamma < 0:
+            raise ValueError(f"train.r1_gamma must be >= 0 (0 = off), got {t.r1_gamma}")
         for key, size, base in (("data.frames", d.frames, g.base_frames),
                                 ("data.height", d.height, g.base_size),
                                 ("data.width", d.width, g.base_size)):
