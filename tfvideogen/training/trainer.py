@@ -268,8 +268,9 @@ def make_checkpoint(task: models.TextToVideo, step: tf.Variable, rng: tf.random.
         parts["ema_generator"] = task.ema_generator
     if g_opt is not None:
         parts.update(g_optimizer=g_opt, d_optimizer=d_opt)
-        if with_seed_states and seed_states(task):
-            parts[SEED_STATES] = seed_states(task)
+        states = seed_states(task) if with_seed_states else []
+        if states:
+            parts[SEED_STATES] = states
     return tf.train.Checkpoint(**parts)
 
 
@@ -661,15 +662,14 @@ def _train(cfg: config_lib.ExperimentConfig, model_dir: str, strategy: tf.distri
     manager = tf.train.CheckpointManager(checkpoint, save_dir, max_to_keep=t.keep_checkpoints)
     latest = tf.train.latest_checkpoint(ckpt_dir)
     if latest:
-        if any(name.startswith(SEED_STATES + "/") for name, _ in tf.train.list_variables(latest)):
-            restore(checkpoint, latest)
-        else:
-            if seed_states(task):
-                logging.warning("%s has no seed states (written before 2026-11-28): D's frame "
-                                "sampler restarts its stream; the run goes on, but not bitwise "
-                                "as the uninterrupted one", latest)
-            restore(make_checkpoint(task, step_var, rng, g_opt, d_opt, with_seed_states=False),
-                    latest)
+        older = not any(name.startswith(SEED_STATES + "/")
+                        for name, _ in tf.train.list_variables(latest))
+        if older and seed_states(task):
+            logging.warning("%s has no seed states (written before 2026-11-28): D's frame "
+                            "sampler restarts its stream; the run goes on, but not bitwise "
+                            "as the uninterrupted one", latest)
+        restore(make_checkpoint(task, step_var, rng, g_opt, d_opt, with_seed_states=False)
+                if older else checkpoint, latest)
         logging.info("resumed from %s at step %d", latest, int(step_var.numpy()))
     if chief:
         write_config(model_dir, cfg)
