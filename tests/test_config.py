@@ -60,7 +60,8 @@ def test_bad_overrides_name_the_problem(override, message):
      "model.discriminator.norm='batch' is not one of none, group, group_frame"),
     ("model.discriminator.pooling=mean",
      "model.discriminator.pooling='mean' is not one of sum, max, sum_max"),
-    ("model.generator.rgb_kernel=2", "model.generator.rgb_kernel must be 1 or 3, got 2"),
+    ("model.generator.rgb_kernel=2",
+     r"model.generator.rgb_kernel must be one of \(0, 1, 3\), got 2"),
     ("model.generator.kind=mocogan model.generator.rgb_kernel=1", "rgb_kernel=1 needs"),
     ("train.mismatch_weight=1", r"mismatch_weight must be in \[0, 1\) .* got 1.0"),
     ("train.mismatch_weight=-0.5", r"mismatch_weight must be in \[0, 1\)"),
@@ -119,5 +120,6 @@ def test_stored_configs_from_before_a_default_changed_keep_their_value():
     assert (new.model.discriminator.pooling, new.model.discriminator.norm,
             new.train.word_loss) == ("max", "group_frame", "sigmoid")
     assert (new.train.fake_word_weight, new.train.fake_words) == (0.25, "attributes")
+    assert new.model.generator.rgb_kernel == 0
     assert config_lib.loads(config_lib.dumps(config_lib.get_experiment("default"))) == \
         config_lib.get_experiment("default")

@@ -61,7 +61,8 @@ def test_mean_pooling_encoder_is_a_sum_of_its_words():
 
 
 @pytest.mark.parametrize("upsampling, rgb_kernel", [("transpose", 3), ("nearest", 3),
-                                                    ("nearest", 1)])
+                                                    ("nearest", 1), ("nearest", 0),
+                                                    ("transpose", 0)])
 @pytest.mark.parametrize("frames, size, base_frames", [(4, 16, 1), (16, 32, 2), (8, 64, 1)])
 def test_generator_output_contract(upsampling, rgb_kernel, frames, size, base_frames):
     g = models.VideoGenerator(frames=frames, size=size, z_dim=8, text_dim=6, base_width=16,
@@ -70,7 +71,13 @@ def test_generator_output_contract(upsampling, rgb_kernel, frames, size, base_fr
     out = g(tf.random.normal([3, 8]), tf.random.normal([3, 6]))
     assert out.shape == (3, frames, size, size, 3) and out.dtype == tf.float32
     assert float(tf.reduce_min(out)) >= -1.0 and float(tf.reduce_max(out)) <= 1.0
-    assert g.to_rgb.kernel.shape == (rgb_kernel,) * 3 + (8, 3)
+    if rgb_kernel:
+        assert g.to_rgb.kernel.shape == (rgb_kernel,) * 3 + (8, 3)
+    else:
+        # The last block's upsampling conv is the RGB layer: no norm, no RGB conv.
+        last_conv, last_norm = g.blocks[-1]
+        assert last_conv.filters == 3 and last_norm is None and not hasattr(g, "to_rgb")
+        assert all(norm is not None for _, norm in g.blocks[:-1])
 
 
 def _overdriven_generator(output_activation: str, gain: float):
@@ -125,7 +132,7 @@ def test_generator_rejects_bad_sizes():
         models.VideoGenerator(frames=64, size=16, base_frames=1)
     with pytest.raises(ValueError, match="upsampling"):
         models.VideoGenerator(upsampling="bicubic")
-    with pytest.raises(ValueError, match="rgb_kernel must be 1 or 3, got 5"):
+    with pytest.raises(ValueError, match=r"rgb_kernel must be one of \(0, 1, 3\), got 5"):
         models.VideoGenerator(rgb_kernel=5)
 
 

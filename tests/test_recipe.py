@@ -117,9 +117,10 @@ def test_cutout_blanks_the_same_square_in_all_frames():
         augment.check_policy("color,flip")
 
 
-def test_mocogan_generator_contract_and_round_trip():
+@pytest.mark.parametrize("rgb_kernel", [3, 0])
+def test_mocogan_generator_contract_and_round_trip(rgb_kernel):
     g = MoCoGenerator(frames=6, size=16, z_dim=8, text_dim=5, motion_dim=4, base_width=16,
-                      min_width=8)
+                      min_width=8, rgb_kernel=rgb_kernel)
     z, t = tf.random.normal([3, 8]), tf.random.normal([3, 5])
     out = g(z, t)
     assert out.shape == (3, 6, 16, 16, 3) and out.dtype == tf.float32
@@ -129,6 +130,11 @@ def test_mocogan_generator_contract_and_round_trip():
     np.testing.assert_allclose(g(z[1:2], t[1:2]).numpy(), out[1:2].numpy(), atol=1e-5)
     clone = MoCoGenerator.from_config(g.get_config())
     assert clone.get_config() == g.get_config()
+    # Without an RGB conv the last block's transposed conv outputs RGB, un-normalised.
+    assert hasattr(g, "to_rgb") == bool(rgb_kernel)
+    assert (g.up1.filters, hasattr(g, "norm1")) == ((8, True) if rgb_kernel else (3, False))
+    with pytest.raises(ValueError, match="rgb_kernel must be 0 or 3, got 1"):
+        MoCoGenerator(rgb_kernel=1)
 
 
 def _seeded_step(cfg):

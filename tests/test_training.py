@@ -84,6 +84,14 @@ def test_resume_equals_uninterrupted_training(tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+def test_frame_sampler_starts_from_train_seed(tmp_path):
+    """Runs with different seeds draw different frame offsets: D's sampler starts at
+    (train.seed, 0) and advances once per D call (two per step)."""
+    run = training.train(tiny_config("train.steps=2", "train.seed=3",
+                                     "model.discriminator.frame_frames=2"), str(tmp_path / "a"))
+    np.testing.assert_array_equal(run.task.discriminator.seed_generator.state.numpy(), [3, 4])
+
+
 def test_checkpoint_without_seed_states_still_resumes(tmp_path, caplog):
     """Runs checkpointed before the seed states were saved resume, with a warning."""
     model_dir = str(tmp_path / "run")

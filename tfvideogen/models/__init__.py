@@ -48,7 +48,8 @@ def build_task(cfg: ModelConfig, vocabulary: Sequence[str], frames: int, size: i
         if g.kind == "mocogan":
             return MoCoGenerator(frames=frames, size=size, z_dim=g.z_dim, text_dim=text_dim,
                                  motion_dim=g.motion_dim, base_width=g.base_width,
-                                 min_width=g.min_width, base_size=g.base_size, name=name)
+                                 min_width=g.min_width, base_size=g.base_size,
+                                 rgb_kernel=g.rgb_kernel, name=name)
         if g.kind != "conv3d":
             raise ValueError(f"model.generator.kind={g.kind!r}; valid: conv3d, mocogan")
         return VideoGenerator(frames=frames, size=size, z_dim=g.z_dim, text_dim=text_dim,

@@ -10,6 +10,9 @@ from keras import ops
 from tfvideogen.models.layers import PACKAGE, ConditionalNorm, NearestUpConv3D
 
 UPSAMPLING = ("transpose", "nearest")
+# 3: a 3x3x3 RGB conv at full resolution, 1: a per-voxel one, 0: none (the last
+# upsampling conv outputs RGB).
+RGB_KERNELS = (0, 1, 3)
 OUTPUTS = ("tanh", "clip", "leaky_tanh")
 # Slope of leaky_tanh's linear part: tanh(x) + LEAK * x reaches -1 at x = -2.3.
 LEAK = 0.01
@@ -39,7 +42,9 @@ class VideoGenerator(keras.Model):
     full-resolution conv maps to RGB: 3x3x3 (`rgb_kernel=3`) or a per-voxel
     linear map (`rgb_kernel=1`, StyleGAN's toRGB; the last 3x3x3 conv is then
     the last block's). With 3 output channels the 3x3x3 one is the step's
-    least efficient conv (README#Speed).
+    least efficient conv (README#Speed). `rgb_kernel=0`: no RGB conv, the last
+    block's upsampling conv outputs RGB itself (DCGAN), so nothing runs on a
+    full-resolution feature map (no full-resolution norm either).
 
     `output_activation="tanh"` squashes RGB with tanh; `"clip"` leaves it
     linear while training (`training=True`: unbounded, what D sees and pushes
@@ -57,8 +62,8 @@ class VideoGenerator(keras.Model):
                  base_size: int = 4, upsampling: str = "transpose",
                  output_activation: str = "tanh", rgb_kernel: int = 3, **kwargs):
         super().__init__(**kwargs)
-        if rgb_kernel not in (1, 3):
-            raise ValueError(f"rgb_kernel must be 1 or 3, got {rgb_kernel}")
+        if rgb_kernel not in RGB_KERNELS:
+            raise ValueError(f"rgb_kernel must be one of {RGB_KERNELS}, got {rgb_kernel}")
         self.rgb_kernel = rgb_kernel
         if upsampling not in UPSAMPLING:
             raise ValueError(f"upsampling={upsampling!r}; valid: {', '.join(UPSAMPLING)}")
@@ -77,6 +82,8 @@ class VideoGenerator(keras.Model):
                              f"size/base_size={size // base_size} gives; raise base_frames")
         self.time_up = [i < n_time for i in range(n_space)]
         self.widths = [max(min_width, base_width // 2**i) for i in range(n_space + 1)]
+        if not rgb_kernel:
+            self.widths[-1] = 3
 
         c0 = self.widths[0]
         self.stem = keras.layers.Dense(base_frames * base_size * base_size * c0, name="stem")
@@ -93,14 +100,18 @@ class VideoGenerator(keras.Model):
             else:
                 conv = NearestUpConv3D(width, time=self.time_up[i], name=f"up{i}")
             setattr(self, f"up{i}", conv)
-            setattr(self, f"norm{i}", ConditionalNorm(width, name=f"norm{i}"))
-        self.to_rgb = keras.layers.Conv3D(3, rgb_kernel, padding="same", name="to_rgb")
+            if rgb_kernel or i < n_space - 1:
+                setattr(self, f"norm{i}", ConditionalNorm(width, name=f"norm{i}"))
+        if rgb_kernel:
+            self.to_rgb = keras.layers.Conv3D(3, rgb_kernel, padding="same", name="to_rgb")
         if output_activation == "tanh":
             self.out = keras.layers.Activation("tanh", dtype="float32", name="tanh")
 
     @property
-    def blocks(self) -> list[tuple[keras.layers.Layer, keras.layers.Layer]]:
-        return [(getattr(self, f"up{i}"), getattr(self, f"norm{i}"))
+    def blocks(self) -> list[tuple[keras.layers.Layer, keras.layers.Layer | None]]:
+        """(upsampling conv, norm) per block; with `rgb_kernel=0` the last block's
+        conv outputs RGB and has no norm (None)."""
+        return [(getattr(self, f"up{i}"), getattr(self, f"norm{i}", None))
                 for i in range(self.num_blocks)]
 
     def build(self, z_shape=None, text_embedding_shape=None):
@@ -112,8 +123,10 @@ class VideoGenerator(keras.Model):
             t, s = t * (2 if self.time_up[i] else 1), s * 2
             conv.build((None, t // (2 if self.time_up[i] else 1), s // 2, s // 2,
                         self.widths[i]))
-            norm.build(None, cond)
-        self.to_rgb.build((None, t, s, s, self.widths[-1]))
+            if norm is not None:
+                norm.build(None, cond)
+        if self.rgb_kernel:
+            self.to_rgb.build((None, t, s, s, self.widths[-1]))
         self.built = True
 
     def call(self, z, text_embedding, training=None):
@@ -124,8 +137,10 @@ class VideoGenerator(keras.Model):
                             self.widths[0]])
         x = ops.relu(self.stem_norm(x, cond))
         for conv, norm in self.blocks:
-            x = ops.relu(norm(conv(x), cond))
-        rgb = self.to_rgb(x)
+            x = conv(x)
+            if norm is not None:
+                x = ops.relu(norm(x, cond))
+        rgb = self.to_rgb(x) if self.rgb_kernel else x
         if self.output_activation == "tanh":
             return self.out(rgb)
         rgb = ops.cast(rgb, "float32")

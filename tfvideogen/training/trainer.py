@@ -647,6 +647,9 @@ def _train(cfg: config_lib.ExperimentConfig, model_dir: str, strategy: tf.distri
 
     with strategy.scope():
         task = build_task(cfg)
+        # D's frame sampler is a SeedGenerator(0); start it from train.seed so runs
+        # with other seeds draw other frame offsets (restored below on resuming).
+        task.discriminator.seed_generator.state.assign([t.seed, 0])
         g_opt = make_optimizer(t.g_learning_rate, t, "g_optimizer")
         d_opt = make_optimizer(t.d_learning_rate, t, "d_optimizer")
         g_opt.build(task.generator.trainable_variables)
