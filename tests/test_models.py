@@ -77,6 +77,7 @@ def test_generator_output_contract(upsampling, rgb_kernel, frames, size, base_fr
         # The last block's upsampling conv is the RGB layer: no norm, no RGB conv.
         last_conv, last_norm = g.blocks[-1]
         assert last_conv.filters == 3 and last_norm is None and not hasattr(g, "to_rgb")
+        assert g.rgb_layer is last_conv
         assert all(norm is not None for _, norm in g.blocks[:-1])
 
 

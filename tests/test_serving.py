@@ -325,7 +325,7 @@ def test_new_version_is_picked_up_without_restart(base, task, tiny_run_dir, tmp_
         first = c.generate(CAPTIONS, seed=0)
         # Version 2: other weights (shifted RGB bias), exported while serving.
         task2 = training.load_task(tiny_run_dir)[0]
-        bias = task2.sampler.to_rgb.bias
+        bias = task2.sampler.rgb_layer.bias
         bias.assign(bias + 0.5)
         export.export_saved_model(task2, own, verify=False)
         _wait_for(lambda: srv.manager.current.version == 2, what="version 2")

@@ -114,6 +114,12 @@ class VideoGenerator(keras.Model):
         return [(getattr(self, f"up{i}"), getattr(self, f"norm{i}", None))
                 for i in range(self.num_blocks)]
 
+    @property
+    def rgb_layer(self) -> keras.layers.Layer:
+        """The layer whose output is the RGB pre-activation: `to_rgb`, or with
+        `rgb_kernel=0` the last block's upsampling conv."""
+        return self.to_rgb if self.rgb_kernel else self.blocks[-1][0]
+
     def build(self, z_shape=None, text_embedding_shape=None):
         cond = (None, self.z_dim + self.text_dim)
         self.stem.build(cond)
