@@ -95,7 +95,7 @@ class GeneratorConfig:
     # Kernel of the final RGB conv, 3 (3x3x3) or 1 (per-voxel, StyleGAN's toRGB; conv3d
     # only), or 0: no RGB conv, the last upsampling conv outputs RGB (DCGAN). 0 since the
     # sixteenth session: a 26% cheaper step (no full-resolution feature map), so
-    # 4,000 steps fit where 3,000 did (README#Quality).
+    # 3,750 steps fit where 3,000 did (README#Quality).
     rgb_kernel: int = 0
 
 
@@ -140,9 +140,10 @@ class ModelConfig:
 
 @dataclasses.dataclass
 class TrainConfig:
-    # 4000 x 16 clips: ~15 min on a 2-core CPU at 16x32x32 (3000 until the
-    # sixteenth session's cheaper generator, README#Quality).
-    steps: int = 4000
+    # 3750 x 16 clips: 13.5-14.5 min on a 2-core CPU at 16x32x32 (3000 until the
+    # sixteenth session's cheaper generator; 4000 read 0.5 points more and took
+    # 14.4-15.3 min, over issue #7's 15; README#Quality).
+    steps: int = 3750
     batch_size: int = 16
     loss: str = "hinge"
     g_learning_rate: float = 2e-4
