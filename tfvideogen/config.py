@@ -239,17 +239,17 @@ class ExperimentConfig:
 
     def validate(self) -> ExperimentConfig:
         """Checks cross-field constraints; raises ValueError naming the field."""
-        _check_choice("train.loss", self.train.loss, LOSSES)
-        _check_choice("train.mixed_precision", self.train.mixed_precision, PRECISIONS)
-        _check_choice("train.strategy", self.train.strategy, STRATEGIES)
-        _check_choice("train.noise", self.train.noise, NOISE)
-        _check_choice("train.embedding_grads", self.train.embedding_grads, EMBEDDING_GRADS)
-        _check_choice("train.word_loss", self.train.word_loss, WORD_LOSSES)
-        for key in ("intra_op_threads", "inter_op_threads"):
-            if getattr(self.train, key) < 0:
-                raise ValueError(f"train.{key} must be >= 0 (0 = TF default), "
-                                 f"got {getattr(self.train, key)}")
         d, g, t = self.data, self.model.generator, self.train
+        _check_choice("train.loss", t.loss, LOSSES)
+        _check_choice("train.mixed_precision", t.mixed_precision, PRECISIONS)
+        _check_choice("train.strategy", t.strategy, STRATEGIES)
+        _check_choice("train.noise", t.noise, NOISE)
+        _check_choice("train.embedding_grads", t.embedding_grads, EMBEDDING_GRADS)
+        _check_choice("train.word_loss", t.word_loss, WORD_LOSSES)
+        for key in ("intra_op_threads", "inter_op_threads"):
+            if getattr(t, key) < 0:
+                raise ValueError(f"train.{key} must be >= 0 (0 = TF default), "
+                                 f"got {getattr(t, key)}")
         for key, value in (("data.frames", d.frames), ("data.height", d.height),
                            ("data.width", d.width), ("train.batch_size", t.batch_size),
                            ("train.steps", t.steps), ("model.generator.z_dim", g.z_dim),
@@ -277,40 +277,40 @@ class ExperimentConfig:
                     f"base size {base} (e.g. {base * 4} or {base * 8})")
         if d.height != d.width:
             raise ValueError(f"square frames only: data.height={d.height} != data.width={d.width}")
-        if not 0.0 <= self.train.ema_decay < 1.0:
-            raise ValueError(f"train.ema_decay must be in [0, 1), got {self.train.ema_decay}")
-        if self.train.contrastive_weight < 0 or self.train.contrastive_temperature <= 0:
+        if not 0.0 <= t.ema_decay < 1.0:
+            raise ValueError(f"train.ema_decay must be in [0, 1), got {t.ema_decay}")
+        if t.contrastive_weight < 0 or t.contrastive_temperature <= 0:
             raise ValueError("train.contrastive_weight must be >= 0 and "
                              "train.contrastive_temperature > 0, got "
-                             f"{self.train.contrastive_weight} and "
-                             f"{self.train.contrastive_temperature}")
-        if not 0.0 <= self.train.word_dropout < 1.0:
-            raise ValueError(f"train.word_dropout must be in [0, 1), got {self.train.word_dropout}")
-        if self.train.word_dropout and self.model.text_encoder.kind != "builtin":
+                             f"{t.contrastive_weight} and "
+                             f"{t.contrastive_temperature}")
+        if not 0.0 <= t.word_dropout < 1.0:
+            raise ValueError(f"train.word_dropout must be in [0, 1), got {t.word_dropout}")
+        if t.word_dropout and self.model.text_encoder.kind != "builtin":
             raise ValueError("train.word_dropout needs model.text_encoder.kind=builtin (it drops "
                              f"token ids), got {self.model.text_encoder.kind!r}")
-        if not 0 <= self.train.lr_decay_steps <= self.train.steps:
+        if not 0 <= t.lr_decay_steps <= t.steps:
             raise ValueError(f"train.lr_decay_steps must be in [0, train.steps="
-                             f"{self.train.steps}], got {self.train.lr_decay_steps}")
-        if not 0.0 <= self.train.mismatch_weight < 1.0:
+                             f"{t.steps}], got {t.lr_decay_steps}")
+        if not 0.0 <= t.mismatch_weight < 1.0:
             # D's negatives are (1 - w) x generated + w x mismatched: at 1 D's
             # adversarial loss never sees a generated clip.
             raise ValueError(f"train.mismatch_weight must be in [0, 1) (the share of "
                              f"mismatched-caption negatives; 1 leaves no generated clips in "
-                             f"D's loss), got {self.train.mismatch_weight}")
-        if self.train.word_weight < 0:
-            raise ValueError(f"train.word_weight must be >= 0, got {self.train.word_weight}")
-        if self.train.fake_word_weight < 0:
+                             f"D's loss), got {t.mismatch_weight}")
+        if t.word_weight < 0:
+            raise ValueError(f"train.word_weight must be >= 0, got {t.word_weight}")
+        if t.fake_word_weight < 0:
             raise ValueError(f"train.fake_word_weight must be >= 0, got "
-                             f"{self.train.fake_word_weight}")
-        _check_choice("train.fake_words", self.train.fake_words, ("all", "attributes"))
-        if self.model.discriminator.word_head and self.train.word_dropout:
+                             f"{t.fake_word_weight}")
+        _check_choice("train.fake_words", t.fake_words, ("all", "attributes"))
+        if self.model.discriminator.word_head and t.word_dropout:
             raise ValueError("model.discriminator.word_head (on by default) and "
                              "train.word_dropout cannot be combined: a word-dropped caption "
                              "does not say which words its clip lacks; add "
                              "--override=model.discriminator.word_head=false")
-        if self.train.r1_every <= 0:
-            raise ValueError(f"train.r1_every must be positive, got {self.train.r1_every}")
+        if t.r1_every <= 0:
+            raise ValueError(f"train.r1_every must be positive, got {t.r1_every}")
         _check_choice("model.generator.kind", g.kind, ("conv3d", "mocogan"))
         from tfvideogen.models.discriminator import NORMS as D_NORMS
         from tfvideogen.models.discriminator import POOLING as D_POOLING
@@ -331,7 +331,7 @@ class ExperimentConfig:
         _check_choice("model.text_encoder.pooling", self.model.text_encoder.pooling, POOLING)
         _check_choice("model.discriminator.pooling", self.model.discriminator.pooling, D_POOLING)
         _check_choice("model.discriminator.norm", self.model.discriminator.norm, D_NORMS)
-        check_policy(self.train.augment)
+        check_policy(t.augment)
         if d.num_objects not in (1, 2):
             raise ValueError(f"data.num_objects must be 1 or 2, got {d.num_objects}")
         return self
