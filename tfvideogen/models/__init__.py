@@ -38,8 +38,9 @@ def build_text_encoder(cfg: ModelConfig, vocabulary: Sequence[str]) -> keras.Mod
 
 
 def build_task(cfg: ModelConfig, vocabulary: Sequence[str], frames: int, size: int,
-               ema: bool = True) -> TextToVideo:
-    """Builds encoder, G, D (and an EMA copy of G) from the model config."""
+               ema: bool = True, seed: int = 0) -> TextToVideo:
+    """Builds encoder, G, D (and an EMA copy of G) from the model config; `seed`
+    starts D's frame sampler (training runs pass train.seed)."""
     encoder = build_text_encoder(cfg, vocabulary)
     text_dim = encoder.output_dim
     g, d = cfg.generator, cfg.discriminator
@@ -67,7 +68,7 @@ def build_task(cfg: ModelConfig, vocabulary: Sequence[str], frames: int, size: i
                                        video_downsample=d.video_downsample,
                                        frame_stem=d.frame_stem,
                                        word_classes=len(vocabulary) if d.word_head else 0,
-                                       pooling=d.pooling, norm=d.norm,
+                                       pooling=d.pooling, norm=d.norm, sampler_seed=seed,
                                        name="discriminator")
     task = TextToVideo(encoder, generator, discriminator, ema_generator, name="text_to_video")
     task.build()

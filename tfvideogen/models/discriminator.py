@@ -43,7 +43,8 @@ class VideoDiscriminator(keras.Model):
     def __init__(self, frames: int = 16, size: int = 32, text_dim: int = 128,
                  base_width: int = 32, max_width: int = 256, spectral_norm: bool = False,
                  frame_frames: int = 0, video_downsample: int = 1, frame_stem: int = 0,
-                 word_classes: int = 0, pooling: str = "sum", norm: str = "none", **kwargs):
+                 word_classes: int = 0, pooling: str = "sum", norm: str = "none",
+                 sampler_seed: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.frames, self.size, self.text_dim = frames, size, text_dim
         self.base_width, self.max_width = base_width, max_width
@@ -72,7 +73,9 @@ class VideoDiscriminator(keras.Model):
             raise ValueError(f"norm={norm!r}; valid: {', '.join(NORMS)}")
         self.norm = norm
 
-        self.seed_generator = keras.random.SeedGenerator(0, name="frame_sampler")
+        # The frame head's random offsets while training (the trainer passes train.seed).
+        self.sampler_seed = sampler_seed
+        self.seed_generator = keras.random.SeedGenerator(sampler_seed, name="frame_sampler")
 
         def stack(conv, rank_time: bool, prefix: str, size: int):
             layers, t, s, width = [], frames, size, base_width
@@ -273,4 +276,5 @@ class VideoDiscriminator(keras.Model):
                 "max_width": self.max_width, "spectral_norm": self.spectral_norm,
                 "frame_frames": self.frame_frames, "video_downsample": self.video_downsample,
                 "frame_stem": self.frame_stem, "word_classes": self.word_classes,
+                "sampler_seed": self.sampler_seed,
                 "pooling": self.pooling, "norm": self.norm}

@@ -238,7 +238,7 @@ def training_stream(cfg: config_lib.ExperimentConfig, start: int = 0) -> tf.data
 def build_task(cfg: config_lib.ExperimentConfig) -> models.TextToVideo:
     ds = dataset_for(cfg)
     return models.build_task(cfg.model, ds.vocabulary(), cfg.data.frames, cfg.data.height,
-                             ema=cfg.train.ema_decay > 0)
+                             ema=cfg.train.ema_decay > 0, seed=cfg.train.seed)
 
 
 # Checkpoint key of the Keras SeedGenerator states (D's frame sampler).
@@ -647,9 +647,6 @@ def _train(cfg: config_lib.ExperimentConfig, model_dir: str, strategy: tf.distri
 
     with strategy.scope():
         task = build_task(cfg)
-        # D's frame sampler is a SeedGenerator(0); start it from train.seed so runs
-        # with other seeds draw other frame offsets (restored below on resuming).
-        task.discriminator.seed_generator.state.assign([t.seed, 0])
         g_opt = make_optimizer(t.g_learning_rate, t, "g_optimizer")
         d_opt = make_optimizer(t.d_learning_rate, t, "d_optimizer")
         g_opt.build(task.generator.trainable_variables)
