@@ -158,7 +158,8 @@ class TrainConfig:
     # steps (0 = constant). The schedule depends on train.steps.
     lr_decay_steps: int = 0
     # Share of real-video/mismatched-caption negatives among D's negatives (GAN-CLS),
-    # in [0, 1): the rest are generated clips.
+    # in [0, 1): the rest are generated clips. 0: no mismatched negatives (D's
+    # trunks then run on [real; fake] only, a third less of their work).
     mismatch_weight: float = 0.5
     # Score the real clips against their mismatched captions from the features of
     # the same D pass (`VideoDiscriminator.score`): D's conv trunks run on

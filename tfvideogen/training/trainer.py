@@ -412,6 +412,8 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
     word_loss = losses.WORD_LOSSES[t.word_loss]
 
     contrast = t.contrastive_weight > 0
+    # mismatch_weight 0: no mismatched negatives, and no D pass over them.
+    mismatch = t.mismatch_weight > 0
 
     def contrastive(features, emb, same_caption):
         return losses.contrastive(disc.similarity(features, emb), same_caption,
@@ -445,10 +447,11 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
                 fake = gen(z, cond, training=True)
             # One D pass (D is per-sample) over [real; fake; real-with-wrong-caption],
             # or, with rescore_mismatch, over [real; fake]: D's conv trunks do not see
-            # the text, so the real clips' features are rescored by the heads alone.
+            # the text, so the real clips' features are rescored by the heads alone
+            # (with mismatch_weight 0, [real; fake] and no rescoring).
             fake_in = tf.stop_gradient(tf.cast(fake, video.dtype))
             clips, texts = [video, fake_in], [emb, emb]
-            if not t.rescore_mismatch:
+            if mismatch and not t.rescore_mismatch:
                 clips, texts = [*clips, video], [*texts, wrong]
             logits, features = disc(
                 d_input(tf.concat(clips, 0), tf.random.experimental.stateless_fold_in(aug_seed, 0),
@@ -457,7 +460,12 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
             n = tf.shape(video)[0]
             real_features = [f[:n] for f in features]
             real_l, fake_l, *mis_l = tf.split(logits, len(clips), axis=0)
-            mis_l = mis_l[0] if mis_l else disc.score(real_features, wrong)
+            if not mismatch:
+                mis_l = None
+            elif not mis_l:
+                mis_l = disc.score(real_features, wrong)
+            else:
+                mis_l = mis_l[0]
             d_loss = losses.discriminator_loss(t.loss, real_l, fake_l, mis_l, mismatch_mask,
                                                t.mismatch_weight, mismatch_count)
             d_obj = d_loss
