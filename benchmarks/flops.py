@@ -16,7 +16,8 @@ recorded call:
 
 A train step (trainer.make_train_step) costs, for a global batch B:
 G forward on B, D forward on 3B (real, fake, real with mismatched captions;
-2B with `train.rescore_mismatch`, whose heads rescore the real clips' features)
+2B with `train.rescore_mismatch`, whose heads rescore the real clips' features, or
+with `train.mismatch_weight=0`: `trainer.mismatch_pass`)
 with D's backward (2x forward: input and weight gradients), D forward on B fakes in the G update
 with an input-gradient backward only (1x: D's weights are not trained there),
 and G's backward (2x).
@@ -106,7 +107,7 @@ def model_costs(task, batch: int = 1) -> dict[str, list[LayerCost]]:
             "discriminator": record(d, lambda: d(video, text, training=False))}
 
 
-def step_flops(task, batch_size: int, rescore_mismatch: bool = False) -> dict[str, float]:
+def step_flops(task, batch_size: int, mismatch_pass: bool = True) -> dict[str, float]:
     """FLOPs of one D+G train step at global batch `batch_size` (see the module doc)."""
     costs = model_costs(task, batch=1)
     g = sum(c.flops for c in costs["generator"])
@@ -116,7 +117,7 @@ def step_flops(task, batch_size: int, rescore_mismatch: bool = False) -> dict[st
         "g_forward": g * b,
         "g_backward": 2 * g * b,
         # Forward + input and weight gradients, on 3B (2B) clips.
-        "d_step": 3 * d * (2 if rescore_mismatch else 3) * b,
+        "d_step": 3 * d * (3 if mismatch_pass else 2) * b,
         "g_step_d": 2 * d * b,  # forward + input gradients only, on B fakes
     }
     return {"g_forward_per_video": float(g), "d_forward_per_video": float(d), **parts,
@@ -136,7 +137,7 @@ def main(argv):
         for c in costs:
             print(f"  {c.name:24s} {c.kind:16s} {str(c.input_shape):26s} -> "
                   f"{str(c.output_shape):26s} {c.flops / 1e6:10.1f} MFLOP")
-    flops = step_flops(task, cfg.train.batch_size, cfg.train.rescore_mismatch)
+    flops = step_flops(task, cfg.train.batch_size, trainer.mismatch_pass(cfg.train))
     print(f"step at batch {cfg.train.batch_size}: " + ", ".join(
         f"{k} {v / 1e9:.2f} GFLOP" for k, v in flops.items()))
 

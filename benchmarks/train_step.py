@@ -109,7 +109,7 @@ def bench_case(name: str, experiment: str, overrides: list[str], steps: int, war
             out["d_loss"].numpy()  # one step at a time, as the training loop does
         fed_dt = (time.perf_counter() - t0) / FLAGS.pipeline_steps
         wait_frac = waited / (fed_dt * FLAGS.pipeline_steps)
-    flops = flops_lib.step_flops(task, t.batch_size, t.rescore_mismatch)
+    flops = flops_lib.step_flops(task, t.batch_size, trainer.mismatch_pass(t))
     gflops = flops["total"] / dt / 1e9
     d = cfg.data
     return {

@@ -201,25 +201,24 @@ def test_rescore_mismatch_takes_the_same_steps_without_augmentation(extra):
 
 @pytest.mark.parametrize("rescore", [False, True])
 def test_mismatch_weight_zero_drops_the_mismatched_pass(rescore):
-    """Weight 0: D's trunks see [real; fake] only and the loss has no mismatch term."""
+    """Weight 0: D's trunks see [real; fake] only and the loss has no mismatch term;
+    `trainer.mismatch_pass` (which the FLOP count reads) says what the step runs."""
     from tests.conftest import tiny_config
+    from tfvideogen.training import trainer
 
     batch = _tiny_batch()  # 4 clips
-
-    def d_batch_sizes(weight):
-        _, step_fn = _seeded_step(tiny_config(f"train.mismatch_weight={weight}",
-                                              f"train.rescore_mismatch={rescore}"))
+    for weight in (0.5, 0):
+        cfg = tiny_config(f"train.mismatch_weight={weight}", f"train.rescore_mismatch={rescore}")
+        _, step_fn = _seeded_step(cfg)
         graph = step_fn.get_concrete_function(batch, tf.constant(0, tf.int64)).graph
         # The clip trunk's forward convs: D's step pass, then G's (4 clips).
-        return sorted(op.inputs[0].shape[0] for op in graph.get_operations()
-                      if op.type == "Conv3D" and "discriminator" in op.name)
-
-    with_mismatch = 8 if rescore else 12
-    assert set(d_batch_sizes(0.5)) == {with_mismatch, 4}
-    assert set(d_batch_sizes(0)) == {8, 4}
-    _, step_fn = _seeded_step(tiny_config("train.mismatch_weight=0",
-                                          f"train.rescore_mismatch={rescore}"))
-    assert all(np.isfinite(float(v)) for v in step_fn(batch, tf.constant(0, tf.int64)).values())
+        sizes = {op.inputs[0].shape[0] for op in graph.get_operations()
+                 if op.type == "Conv3D" and "discriminator" in op.name}
+        third = trainer.mismatch_pass(cfg.train)
+        assert third == (weight > 0 and not rescore)
+        assert sizes == {12 if third else 8, 4}
+    out = step_fn(batch, tf.constant(0, tf.int64))  # weight 0
+    assert all(np.isfinite(float(v)) for v in out.values())
 
 
 def test_discriminator_similarity_is_cosine_through_each_heads_projection():

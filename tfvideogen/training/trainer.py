@@ -307,6 +307,12 @@ def load_task(model_dir: str, checkpoint: str = "") -> tuple[models.TextToVideo,
 # --------------------------------------------------------------------------- #
 # The step.
 
+def mismatch_pass(t: config_lib.TrainConfig) -> bool:
+    """Whether D's trunks run a third pass, over the real clips with mismatched
+    captions (not with `rescore_mismatch`, nor at `mismatch_weight` 0)."""
+    return t.mismatch_weight > 0 and not t.rescore_mismatch
+
+
 def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Generator,
                     cfg: config_lib.ExperimentConfig,
                     strategy: tf.distribute.Strategy, cache_text: bool = True) -> Callable:
@@ -451,7 +457,7 @@ def make_train_step(task: models.TextToVideo, g_opt, d_opt, rng: tf.random.Gener
             # (with mismatch_weight 0, [real; fake] and no rescoring).
             fake_in = tf.stop_gradient(tf.cast(fake, video.dtype))
             clips, texts = [video, fake_in], [emb, emb]
-            if mismatch and not t.rescore_mismatch:
+            if mismatch_pass(t):
                 clips, texts = [*clips, video], [*texts, wrong]
             logits, features = disc(
                 d_input(tf.concat(clips, 0), tf.random.experimental.stateless_fold_in(aug_seed, 0),
