@@ -71,6 +71,8 @@ def test_bad_overrides_name_the_problem(override, message):
     ("train.keep_checkpoints=0", "train.keep_checkpoints must be positive"),
     ("train.beta_2=1", r"train.beta_2 must be in \[0, 1\), got 1.0"),
     ("train.r1_gamma=-1", "train.r1_gamma must be >= 0"),
+    ("model.discriminator.frame_base_width=-8",
+     r"model.discriminator.frame_base_width must be >= 0 \(0: base_width\), got -8"),
 ])
 def test_validate_rejects_inconsistent_configs(override, message):
     with pytest.raises(ValueError, match=message):

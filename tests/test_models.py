@@ -260,6 +260,22 @@ def test_discriminator_word_head(frame_frames):
         models.VideoDiscriminator(frames=4, size=16, word_classes=-1)
 
 
+def test_discriminator_frame_trunk_width_is_its_own():
+    kw = dict(frames=4, size=16, text_dim=6, base_width=8, max_width=32, frame_frames=2)
+    d = models.VideoDiscriminator(frame_base_width=12, **kw)
+    v, t = tf.random.normal([3, 4, 16, 16, 3]), tf.random.normal([3, 6])
+    _, features = d(v, t, return_features=True)
+    assert [c.filters for c in d.frame_convs] == [12, 24]
+    assert [c.filters for c in d.video_convs] == [8, 16]
+    assert features[1].shape == (3, 24) and d.frame_width == 24 and d.video_width == 16
+    again = models.VideoDiscriminator.from_config(d.get_config())
+    assert again.frame_base_width == 12
+    # 0 (the default) is the clip trunk's base width: the same layers as before.
+    assert [c.filters for c in models.VideoDiscriminator(**kw).frame_convs] == [8, 16]
+    with pytest.raises(ValueError, match="frame_base_width must be >= 0"):
+        models.VideoDiscriminator(frame_base_width=-1, **kw)
+
+
 def test_discriminator_video_head_on_a_downsampled_clip():
     # DVD-GAN's temporal D: the video head of a 16 px D with video_downsample=2 is
     # a video head over the 2x2 average-pooled (8 px) clip.

@@ -67,6 +67,7 @@ def build_task(cfg: ModelConfig, vocabulary: Sequence[str], frames: int, size: i
                                        frame_frames=d.frame_frames,
                                        video_downsample=d.video_downsample,
                                        frame_stem=d.frame_stem,
+                                       frame_base_width=d.frame_base_width,
                                        word_classes=len(vocabulary) if d.word_head else 0,
                                        pooling=d.pooling, norm=d.norm, sampler_seed=seed,
                                        name="discriminator")

@@ -26,7 +26,10 @@ class VideoDiscriminator(keras.Model):
     discriminator): motion at 1/k^2 of the 3D-conv cost, detail left to the
     frame head. `frame_stem` = n > 0 opens the frame head with a stride-1 3x3
     conv of width n at full resolution, so corners are seen before the first
-    stride-2 layer. `word_classes` = V > 0 adds a word classifier (Dense to V
+    stride-2 layer. `frame_base_width` = n > 0 sets the frame trunk's first width
+    (doubled per layer up to `max_width`; 0: `base_width`, as the clip trunk):
+    the frame head is where shapes are judged, at a fraction of the clip
+    trunk's cost per width. `word_classes` = V > 0 adds a word classifier (Dense to V
     logits) on each head's pooled features, read by `word_logits`: which of
     the V vocabulary words the clip's caption holds (an AC-GAN-style
     auxiliary task over caption words). `pooling` reduces each head's last
@@ -44,7 +47,7 @@ class VideoDiscriminator(keras.Model):
                  base_width: int = 32, max_width: int = 256, spectral_norm: bool = False,
                  frame_frames: int = 0, video_downsample: int = 1, frame_stem: int = 0,
                  word_classes: int = 0, pooling: str = "sum", norm: str = "none",
-                 sampler_seed: int = 0, **kwargs):
+                 frame_base_width: int = 0, sampler_seed: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.frames, self.size, self.text_dim = frames, size, text_dim
         self.base_width, self.max_width = base_width, max_width
@@ -63,6 +66,10 @@ class VideoDiscriminator(keras.Model):
             raise ValueError(f"frame_stem must be >= 0 and needs frame_frames > 0, got "
                              f"frame_stem={frame_stem}, frame_frames={frame_frames}")
         self.frame_stem = frame_stem
+        if frame_base_width < 0:
+            raise ValueError(
+                f"frame_base_width must be >= 0 (0: base_width), got {frame_base_width}")
+        self.frame_base_width = frame_base_width
         if word_classes < 0:
             raise ValueError(f"word_classes must be >= 0, got {word_classes}")
         self.word_classes = word_classes
@@ -77,8 +84,8 @@ class VideoDiscriminator(keras.Model):
         self.sampler_seed = sampler_seed
         self.seed_generator = keras.random.SeedGenerator(sampler_seed, name="frame_sampler")
 
-        def stack(conv, rank_time: bool, prefix: str, size: int):
-            layers, t, s, width = [], frames, size, base_width
+        def stack(conv, rank_time: bool, prefix: str, size: int, width: int):
+            layers, t, s = [], frames, size
             while s > 4:
                 # 3x3(x3) kernels, stride 2 (time too while frames remain).
                 strides = (2 if t > 1 else 1, 2, 2) if rank_time else (2, 2)
@@ -91,10 +98,11 @@ class VideoDiscriminator(keras.Model):
 
         # Layers are attributes, not list items: tf.train.Checkpoint does not see
         # layers held in Keras-tracked lists.
-        for i, layer in enumerate(stack(keras.layers.Conv3D, True, "v", size // video_downsample)):
+        for i, layer in enumerate(stack(keras.layers.Conv3D, True, "v",
+                                        size // video_downsample, base_width)):
             setattr(self, f"v{i}", layer)
             self._add_norm(f"v_norm{i}", layer, frame_trunk=False)
-        self.video_width = self._out_width(len(self.video_convs))
+        self.video_width = self._out_width(len(self.video_convs), base_width)
         # Heads compute in float32 under mixed precision (logits feed the losses).
         self.video_head = maybe_spectral(
             keras.layers.Dense(1, name="v_head", dtype="float32"), spectral_norm)
@@ -107,10 +115,12 @@ class VideoDiscriminator(keras.Model):
                 # the first stride-2 layer halves the frame.
                 self.f_stem = maybe_spectral(keras.layers.Conv2D(
                     frame_stem, 3, padding="same", name="f_stem"), spectral_norm)
-            for i, layer in enumerate(stack(keras.layers.Conv2D, False, "f", size)):
+            for i, layer in enumerate(stack(keras.layers.Conv2D, False, "f", size,
+                                            frame_base_width or base_width)):
                 setattr(self, f"f{i}", layer)
                 self._add_norm(f"f_norm{i}", layer, frame_trunk=True)
-            self.frame_width = self._out_width(len(self.frame_convs))
+            self.frame_width = self._out_width(len(self.frame_convs),
+                                               frame_base_width or base_width)
             self.frame_head = maybe_spectral(
                 keras.layers.Dense(1, name="f_head", dtype="float32"), spectral_norm)
             self.frame_embed = maybe_spectral(
@@ -148,9 +158,9 @@ class VideoDiscriminator(keras.Model):
     def frame_convs(self) -> list[keras.layers.Layer]:
         return self._convs("f") if self.frame_frames else []
 
-    def _out_width(self, n_layers: int) -> int:
-        """Width of the pooled features after `n_layers` convs."""
-        width = min(self.max_width, self.base_width * 2 ** (n_layers - 1))
+    def _out_width(self, n_layers: int, first: int) -> int:
+        """Width of the pooled features after `n_layers` convs, the first `first` wide."""
+        width = min(self.max_width, first * 2 ** (n_layers - 1))
         return 2 * width if self.pooling == "sum_max" else width
 
     def _pool(self, x, axes):
@@ -276,5 +286,5 @@ class VideoDiscriminator(keras.Model):
                 "max_width": self.max_width, "spectral_norm": self.spectral_norm,
                 "frame_frames": self.frame_frames, "video_downsample": self.video_downsample,
                 "frame_stem": self.frame_stem, "word_classes": self.word_classes,
-                "sampler_seed": self.sampler_seed,
+                "frame_base_width": self.frame_base_width, "sampler_seed": self.sampler_seed,
                 "pooling": self.pooling, "norm": self.norm}
