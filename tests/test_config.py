@@ -111,7 +111,10 @@ def test_stored_configs_from_before_a_default_changed_keep_their_value():
     # ... and before the fake-word term was on (the twelfth session's runs: all words).
     for key in ("fake_word_weight", "fake_words"):
         del stored["train"][key]
+    # ... and before the frame trunk had its own width (it had the clip trunk's).
+    del stored["model"]["discriminator"]["frame_base_width"]
     old = config_lib.loads(json.dumps(stored))
+    assert old.model.discriminator.frame_base_width == 0
     assert (old.train.fake_word_weight, old.train.fake_words) == (0.0, "all")
     assert old.model.discriminator.word_head is False
     assert old.model.generator.rgb_kernel == 3
@@ -123,5 +126,6 @@ def test_stored_configs_from_before_a_default_changed_keep_their_value():
             new.train.word_loss) == ("max", "group_frame", "sigmoid")
     assert (new.train.fake_word_weight, new.train.fake_words) == (0.25, "attributes")
     assert new.model.generator.rgb_kernel == 0
+    assert new.model.discriminator.frame_base_width == 48
     assert config_lib.loads(config_lib.dumps(config_lib.get_experiment("default"))) == \
         config_lib.get_experiment("default")
