@@ -4,6 +4,7 @@ input-wait fraction and peak RSS per config.
     python benchmarks/train_step.py          # default + 16x64x64 b16, each generator option
     python benchmarks/train_step.py --cases=64x64_b16 --override train.jit_compile=true
     python benchmarks/train_step.py --intra_op_threads=2 --inter_op_threads=1
+    python benchmarks/train_step.py --cases=64x64_b16 --profile_steps=5   # op time by type
 
 Per case: the step is timed on one cached batch (compute only), then for
 --pipeline_steps fed by the real input pipeline (time in `next()` = input
@@ -38,6 +39,10 @@ flags.DEFINE_float("peak_seconds", 4.0,
 flags.DEFINE_integer("intra_op_threads", 0, "TF intra-op threads (0 = TF default).")
 flags.DEFINE_integer("inter_op_threads", 0, "TF inter-op threads (0 = TF default).")
 flags.DEFINE_string("out", "benchmarks/results/train_step.json", "JSON output path.")
+flags.DEFINE_integer("profile_steps", 0,
+                     "Steps traced by the TF profiler per case, after the timed ones (0 = off): "
+                     "op time by type, and the share the FLOP count covers (convs, matmuls).")
+flags.DEFINE_string("profile_dir", "benchmarks/results/profile", "Profiler traces (per case).")
 flags.DEFINE_bool("text_cache", True, "Cache a frozen (TF-Hub) text encoder's caption embeddings; "
                   "--notext_cache runs the encoder every step (to measure the cache).")
 FLAGS = flags.FLAGS
@@ -95,6 +100,15 @@ def bench_case(name: str, experiment: str, overrides: list[str], steps: int, war
     dt = (time.perf_counter() - t0) / steps
     # CPU seconds (all threads) per step: steadier than wall time on a shared machine.
     cpu = (time.process_time() - cpu0) / steps
+    profile = None
+    if FLAGS.profile_steps:
+        from benchmarks import op_profile
+
+        def traced(i):
+            step_fn(batch, tf.constant(warmup + steps + i, tf.int64))["d_loss"].numpy()
+
+        path = op_profile.trace(traced, FLAGS.profile_steps, os.path.join(FLAGS.profile_dir, name))
+        profile = op_profile.summary(op_profile.op_times(path), FLAGS.profile_steps)
     # The same step fed by the real pipeline: time blocked in next() is input wait.
     wait_frac = fed_dt = float("nan")
     if FLAGS.pipeline_steps:
@@ -130,7 +144,24 @@ def bench_case(name: str, experiment: str, overrides: list[str], steps: int, war
         "fed_s_per_step": fed_dt, "input_wait_frac": wait_frac,
         # ru_maxrss is the process high-water mark: cumulative over the cases run so far.
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "op_profile": profile,
     }
+
+
+def _print_profile(row: dict, peak: float | None) -> None:
+    """Op time by kind; the counted FLOPs over the conv + matmul share of the step."""
+    p = row["op_profile"]
+    counted = sum(p["by_kind"].get(k, {"share": 0.0})["share"] for k in ("conv", "matmul"))
+    # The FLOP count covers only convs and matmuls: their rate is the step's
+    # FLOPs over their share of its time (shares of op time, applied to the step).
+    rate = row["gflop_per_step"] / (row["s_per_step"] * counted) if counted else float("nan")
+    print(f"\n{row['case']}: op time {p['op_seconds_per_step']:.3f} s/step over the executor "
+          f"threads; " + ", ".join(f"{k} {v['share']:.0%}" for k, v in sorted(p["by_kind"].items()))
+          + f"; convs + matmuls at ~{rate:.0f} GFLOP/s ({_pct(rate, peak):.0f}% of peak)")
+    print("| op type | kind | calls/step | ms/step | share |\n|---|---|---|---|---|")
+    for op in p["top_ops"]:
+        print(f"| {op['op']} | {op['kind']} | {op['calls_per_step']:.0f} | "
+              f"{op['ms_per_step']:.1f} | {op['share']:.1%} |")
 
 
 def _pct(gflops: float, peak: float | None) -> float:
@@ -170,6 +201,9 @@ def main(argv):
     for r in rows:
         print("| " + " | ".join(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c])
                                 for c in cols) + " |")
+    for r in rows:
+        if r["op_profile"]:
+            _print_profile(r, best.get("float32"))
     os.makedirs(os.path.dirname(FLAGS.out) or ".", exist_ok=True)
     tmp = FLAGS.out + ".tmp"
     with open(tmp, "w") as f:
