@@ -65,6 +65,8 @@ def test_bad_overrides_name_the_problem(override, message):
     ("model.generator.kind=mocogan model.generator.rgb_kernel=1", "rgb_kernel=1 needs"),
     ("train.mismatch_weight=1", r"mismatch_weight must be in \[0, 1\) .* got 1.0"),
     ("train.mismatch_weight=-0.5", r"mismatch_weight must be in \[0, 1\)"),
+    ("train.rescore_mismatch=true",
+     r"train.rescore_mismatch=true needs train.mismatch_weight > 0"),
     ("train.d_learning_rate=0", "train.d_learning_rate must be positive, got 0.0"),
     ("train.g_learning_rate=-1e-4", "train.g_learning_rate must be positive"),
     ("train.checkpoint_every=0", "train.checkpoint_every must be positive, got 0"),

@@ -171,11 +171,12 @@ class TrainConfig:
     # contrastive loss condition D), and the cheaper step pays for the default's
     # wider frame trunk (README#Quality).
     mismatch_weight: float = 0.0
-    # Score the real clips against their mismatched captions from the features of
-    # the same D pass (`VideoDiscriminator.score`): D's conv trunks run on
-    # [real; fake], not [real; fake; real] (22.8 instead of 26.4 GFLOP per default
-    # step); a mismatched negative then shares its real clip's augmentation. Off:
-    # the default trained with the third pass (README#Quality, both measured).
+    # With mismatch_weight > 0: score the real clips against their mismatched
+    # captions from the features of the same D pass (`VideoDiscriminator.score`):
+    # D's conv trunks run on [real; fake], not [real; fake; real] (22.8 instead of
+    # 26.4 GFLOP per step of the tenth session's default); a mismatched negative
+    # then shares its real clip's augmentation. Off: measured worse than the third
+    # pass (README#Quality).
     rescore_mismatch: bool = False
     # Word dropout (builtin encoder): each word of a training caption is hidden
     # from G and D with this probability (at least one word stays). A clip is
@@ -309,6 +310,10 @@ class ExperimentConfig:
             raise ValueError(f"train.mismatch_weight must be in [0, 1) (the share of "
                              f"mismatched-caption negatives; 1 leaves no generated clips in "
                              f"D's loss), got {t.mismatch_weight}")
+        if t.rescore_mismatch and t.mismatch_weight == 0:
+            # Weight 0 (the default) has no mismatched negatives to rescore.
+            raise ValueError("train.rescore_mismatch=true needs train.mismatch_weight > 0 (it "
+                             "rescores the mismatched-caption negatives; 0 turns them off)")
         if t.word_weight < 0:
             raise ValueError(f"train.word_weight must be >= 0, got {t.word_weight}")
         if t.fake_word_weight < 0:
