@@ -69,14 +69,18 @@ def translation(video: tf.Tensor, seed: tf.Tensor, ratio: float = 0.125, rows=No
                                                          dtype=tf.int32), video, rows, total)
     dx = _per_clip(lambda n: tf.random.stateless_uniform([n], s2, -max_x, max_x + 1,
                                                          dtype=tf.int32), video, rows, total)
-    # Gather with clamped-out-of-range indices masked to the background value -1.
     ys = tf.range(h)[None, :] - dy[:, None]  # [B, H] source rows
     xs = tf.range(w)[None, :] - dx[:, None]
-    valid = ((ys >= 0) & (ys < h))[:, None, :, None, None] & ((xs >= 0) & (xs < w))[
-        :, None, None, :, None]
-    out = tf.gather(video, tf.clip_by_value(ys, 0, h - 1), axis=2, batch_dims=1)
-    out = tf.gather(out, tf.clip_by_value(xs, 0, w - 1), axis=3, batch_dims=1)
-    return tf.where(valid, out, -tf.ones_like(out))
+    valid = ((ys >= 0) & (ys < h))[:, :, None] & ((xs >= 0) & (xs < w))[:, None, :]
+    # One gather over the flattened frame, whose extra last pixel is the
+    # background -1: uncovered pixels index it. Half the time of a gather per
+    # axis and a select (forward + backward), and the same values and gradients.
+    b, t, c = tf.shape(video)[0], tf.shape(video)[1], tf.shape(video)[4]
+    source = tf.where(valid, ys[:, :, None] * w + xs[:, None, :], h * w)  # [B, H, W]
+    flat = tf.concat([tf.reshape(video, [b, t, h * w, c]),
+                      -tf.ones([b, t, 1, c], video.dtype)], axis=2)
+    out = tf.gather(flat, tf.reshape(source, [b, h * w]), axis=2, batch_dims=1)
+    return tf.reshape(out, tf.shape(video))
 
 
 def cutout(video: tf.Tensor, seed: tf.Tensor, ratio: float = 0.5, rows=None,
