@@ -115,12 +115,11 @@ class VideoDiscriminator(keras.Model):
                 # the first stride-2 layer halves the frame.
                 self.f_stem = maybe_spectral(keras.layers.Conv2D(
                     frame_stem, 3, padding="same", name="f_stem"), spectral_norm)
-            for i, layer in enumerate(stack(keras.layers.Conv2D, False, "f", size,
-                                            frame_base_width or base_width)):
+            first = frame_base_width or base_width
+            for i, layer in enumerate(stack(keras.layers.Conv2D, False, "f", size, first)):
                 setattr(self, f"f{i}", layer)
                 self._add_norm(f"f_norm{i}", layer, frame_trunk=True)
-            self.frame_width = self._out_width(len(self.frame_convs),
-                                               frame_base_width or base_width)
+            self.frame_width = self._out_width(len(self.frame_convs), first)
             self.frame_head = maybe_spectral(
                 keras.layers.Dense(1, name="f_head", dtype="float32"), spectral_norm)
             self.frame_embed = maybe_spectral(

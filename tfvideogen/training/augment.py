@@ -61,7 +61,7 @@ def color(video: tf.Tensor, seed: tf.Tensor, rows=None, total=None) -> tf.Tensor
 def translation(video: tf.Tensor, seed: tf.Tensor, ratio: float = 0.125, rows=None,
                 total=None) -> tf.Tensor:
     """Per-clip integer shift of up to `ratio` of the frame; uncovered pixels are black (-1)."""
-    h, w = tf.shape(video)[2], tf.shape(video)[3]
+    b, t, h, w, c = tf.unstack(tf.shape(video))
     max_y = tf.cast(tf.cast(h, tf.float32) * ratio + 0.5, tf.int32)
     max_x = tf.cast(tf.cast(w, tf.float32) * ratio + 0.5, tf.int32)
     s1, s2 = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
@@ -75,7 +75,6 @@ def translation(video: tf.Tensor, seed: tf.Tensor, ratio: float = 0.125, rows=No
     # One gather over the flattened frame, whose extra last pixel is the
     # background -1: uncovered pixels index it. Half the time of a gather per
     # axis and a select (forward + backward), and the same values and gradients.
-    b, t, c = tf.shape(video)[0], tf.shape(video)[1], tf.shape(video)[4]
     source = tf.where(valid, ys[:, :, None] * w + xs[:, None, :], h * w)  # [B, H, W]
     flat = tf.concat([tf.reshape(video, [b, t, h * w, c]),
                       -tf.ones([b, t, 1, c], video.dtype)], axis=2)
