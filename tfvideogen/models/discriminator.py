@@ -7,7 +7,7 @@ import math
 import keras
 from keras import ops
 
-from tfvideogen.models.layers import PACKAGE, maybe_spectral
+from tfvideogen.models.layers import PACKAGE, GroupNormalization, maybe_spectral
 
 POOLING = ("sum", "max", "sum_max")
 NORMS = ("none", "group", "group_frame")
@@ -134,7 +134,7 @@ class VideoDiscriminator(keras.Model):
     def _add_norm(self, name: str, conv: keras.layers.Layer, frame_trunk: bool) -> None:
         if self.norm == "group" or (self.norm == "group_frame" and frame_trunk):
             filters = getattr(conv, "layer", conv).filters
-            setattr(self, name, keras.layers.GroupNormalization(
+            setattr(self, name, GroupNormalization(
                 math.gcd(4, filters), name=name, dtype=self.dtype_policy))
 
     def _act(self, x, name: str):
