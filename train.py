@@ -23,7 +23,8 @@ flags.DEFINE_string("model_dir", "", "Run directory (default runs/<timestamp>); 
 flags.DEFINE_string("dataset", None, "Dataset name (see tfvideogen.data.available()).")
 flags.DEFINE_integer("steps", None, "Training steps.")
 flags.DEFINE_integer("batch_size", None, "Global batch size.")
-flags.DEFINE_enum("mixed_precision", None, list(config_lib.PRECISIONS), "Compute precision.")
+flags.DEFINE_enum("mixed_precision", None, list(config_lib.PRECISION_CHOICES),
+                  "Compute precision (auto: mixed_bfloat16 on CPUs with bfloat16 instructions).")
 flags.DEFINE_enum("strategy", None, list(config_lib.STRATEGIES), "tf.distribute strategy.")
 flags.DEFINE_integer("seed", None, "Random seed (models, noise).")
 flags.DEFINE_string("text_encoder", None, "'builtin' or a TF-Hub handle / URL / local path.")

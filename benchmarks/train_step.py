@@ -74,6 +74,7 @@ def bench_case(name: str, experiment: str, overrides: list[str], steps: int, war
 
     cfg = config_lib.resolve(experiment, "", overrides + list(FLAGS.override))
     t = cfg.train
+    t.mixed_precision = trainer.resolve_precision(t.mixed_precision)[0]  # as train() does
     strategy = tf.distribute.get_strategy()
     with trainer.precision(t.mixed_precision):
         task = trainer.build_task(cfg)

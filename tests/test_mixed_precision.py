@@ -8,6 +8,7 @@ import tensorflow as tf
 from tests.conftest import tiny_config
 from tfvideogen import data, training
 from tfvideogen.training import trainer
+from tfvideogen.utils import hardware
 
 
 @pytest.fixture(autouse=True)
@@ -17,12 +18,17 @@ def float32_after():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
-def test_mixed_precision_trains_finite_steps(tmp_path, policy):
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16", "auto"])
+def test_mixed_precision_trains_finite_steps(tmp_path, policy, monkeypatch):
+    # auto on a CPU that reports AVX512-BF16 (whatever this one has) is bfloat16,
+    # and the run directory records the policy that ran.
+    monkeypatch.setattr(hardware, "fast_bfloat16_flag", lambda: "avx512_bf16")
     model_dir = str(tmp_path / "run")
     result = training.train(tiny_config(f"train.mixed_precision={policy}", "train.steps=2",
                                         "train.sample_every=100"), model_dir)
     assert result.step == 2
+    stored = trainer.load_run_config(model_dir).train.mixed_precision
+    assert stored == ("mixed_bfloat16" if policy == "auto" else policy)
     assert all(np.isfinite(v) for v in result.losses.values()), result.losses
     # The run's policy does not leak into models built after it.
     assert keras.mixed_precision.global_policy().name == "float32"
@@ -90,3 +96,28 @@ def test_precision_context_restores_policy_and_rejects_unknown():
     with pytest.raises(ValueError, match="mixed_precision='fp8'"), trainer.precision("fp8"):
         pass
     assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_cpu_flags_pick_the_auto_precision(monkeypatch):
+    cpuinfo = ("processor\t: 0\nmodel name\t: x\nflags\t\t: fpu avx2 avx512f avx512_bf16\n\n"
+               "processor\t: 1\nflags\t\t: fpu\n")
+    assert hardware.cpu_flags(cpuinfo) == {"fpu", "avx2", "avx512f", "avx512_bf16"}
+    assert hardware.cpu_flags("Features\t: fp asimd bf16\n") == {"fp", "asimd", "bf16"}
+    assert hardware.cpu_flags("model name: no flags line") == frozenset()
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    assert hardware.fast_bfloat16_flag(hardware.cpu_flags(cpuinfo)) == "avx512_bf16"
+    assert hardware.fast_bfloat16_flag(frozenset({"amx_bf16", "avx512_bf16"})) == "amx_bf16"
+    assert hardware.fast_bfloat16_flag(frozenset({"avx2", "avx512f"})) is None
+    # Without oneDNN, TF's own bfloat16 kernels are the slow ones whatever the CPU.
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
+    assert hardware.fast_bfloat16_flag(frozenset({"amx_bf16"})) is None
+
+    monkeypatch.setattr(hardware, "fast_bfloat16_flag", lambda: "amx_bf16")
+    assert trainer.resolve_precision("auto") == ("mixed_bfloat16", "auto: the CPU has amx_bf16")
+    monkeypatch.setattr(hardware, "fast_bfloat16_flag", lambda: None)
+    assert trainer.resolve_precision("auto")[0] == "float32"
+    assert trainer.resolve_precision("mixed_float16") == ("mixed_float16", "requested")
+    with trainer.precision("auto"):
+        assert keras.mixed_precision.global_policy().name == "float32"
+    with pytest.raises(ValueError, match="mixed_precision='fp8'; valid: auto, float32, mixed_"):
+        trainer.resolve_precision("fp8")
