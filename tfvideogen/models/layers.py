@@ -19,9 +19,9 @@ def group_norm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, groups: int,
     Statistics per sample and group over all other axes, variance about the
     mean (two passes, as `tf.nn.moments`). The same math as Keras'
     `GroupNormalization` up to float rounding, but each reduction first sums
-    over the spatial axes per channel ([N, S, C] -> [N, C], fast and contiguous)
-    and the backward pass is written out: 4 full-tensor passes forward and 5
-    back, against ~20 for the autodiff of the 5-D `moments` form (README#Speed).
+    over the spatial axes per channel ([N, S, C] -> [N, C], contiguous; Keras
+    reduces a 5-D grouped view, which Eigen runs slowly) and the backward pass
+    is written out: 4 full-tensor passes forward and 5 back (docs/speed_history.md).
     Second derivatives (R1) flow through the backward pass's ops.
     """
     c = x.shape[-1]
@@ -68,8 +68,8 @@ def group_norm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, groups: int,
 @keras.saving.register_keras_serializable(PACKAGE)
 class GroupNormalization(keras.layers.GroupNormalization):
     """Keras' `GroupNormalization` (channels last, same weights and config) computed by
-    `group_norm`: a third of the time, forward and backward, at the discriminator's
-    frame-trunk sizes. Computed in float32 under mixed precision, as Keras does."""
+    `group_norm`: forward + backward in 0.7x the time at the discriminator's first
+    frame-trunk layer. Computed in float32 under mixed precision, as Keras does."""
 
     def call(self, inputs):
         if self.axis not in (-1, len(inputs.shape) - 1) or not (self.scale and self.center):
