@@ -222,8 +222,8 @@ class TrainConfig:
     # contrastive loss, README#Quality).
     augment: str = "translation"
     # "auto" (since the nineteenth session): mixed_bfloat16 where the CPU has bfloat16
-    # matmul instructions (4 seeds: 93.7% / 92.5% in ~10.5 minutes against float32's
-    # 92.1% / 91.3% in ~14; README#Quality), float32 elsewhere (bfloat16 is slower there).
+    # matmul instructions (4 seeds: 92.0% / 92.0% in 11 minutes against float32's
+    # 92.1% / 91.3% in 14; README#Quality), float32 elsewhere (bfloat16 is slower there).
     mixed_precision: str = "auto"
     strategy: str = "default"
     seed: int = 0
