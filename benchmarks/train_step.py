@@ -158,7 +158,8 @@ def _print_profile(row: dict, peak: float | None) -> None:
     rate = row["gflop_per_step"] / (row["s_per_step"] * counted) if counted else float("nan")
     print(f"\n{row['case']}: op time {p['op_seconds_per_step']:.3f} s/step over the executor "
           f"threads; " + ", ".join(f"{k} {v['share']:.0%}" for k, v in sorted(p["by_kind"].items()))
-          + f"; convs + matmuls at ~{rate:.0f} GFLOP/s ({_pct(rate, peak):.0f}% of peak)")
+          + f"; convs + matmuls at ~{rate:.0f} GFLOP/s ({_pct(rate, peak):.0f}% of the "
+          f"{row['precision'].replace('mixed_', '')} matmul peak)")
     print("| op type | kind | calls/step | ms/step | share |\n|---|---|---|---|---|")
     for op in p["top_ops"]:
         print(f"| {op['op']} | {op['kind']} | {op['calls_per_step']:.0f} | "
@@ -204,7 +205,9 @@ def main(argv):
                                 for c in cols) + " |")
     for r in rows:
         if r["op_profile"]:
-            _print_profile(r, best.get("float32"))
+            # Against the case's own compute dtype: a bfloat16 step's convs run on
+            # bfloat16 kernels, whose peak is twice float32's on AVX512-BF16.
+            _print_profile(r, best.get(r["precision"].replace("mixed_", "")))
     os.makedirs(os.path.dirname(FLAGS.out) or ".", exist_ok=True)
     tmp = FLAGS.out + ".tmp"
     with open(tmp, "w") as f:

@@ -1,4 +1,4 @@
-"""The benchmarks' helpers (not their timings): the op profile's parsing."""
+"""The benchmarks' helpers (not their timings): the op profile's parsing and report."""
 
 import pytest
 import tensorflow as tf
@@ -44,3 +44,14 @@ def test_op_profile_rejects_no_steps(tmp_path):
         op_profile.trace(lambda i: None, 0, str(tmp_path))
     with pytest.raises(ValueError, match="steps must be positive"):
         op_profile.summary({}, 0)
+
+
+def test_profile_report_rates_a_case_against_its_own_precision_peak(capsys):
+    from benchmarks import train_step  # defines absl flags: imported here only
+
+    row = {"case": "c", "precision": "mixed_bfloat16", "gflop_per_step": 10.0, "s_per_step": 0.1,
+           "op_profile": {"op_seconds_per_step": 0.2, "top_ops": [],
+                          "by_kind": {"conv": {"share": 0.5}, "other": {"share": 0.5}}}}
+    train_step._print_profile(row, 400.0)
+    # 10 GFLOP over half of 0.1 s: 200 GFLOP/s, half of the bfloat16 peak.
+    assert "~200 GFLOP/s (50% of the bfloat16 matmul peak)" in capsys.readouterr().out
