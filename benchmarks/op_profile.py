@@ -115,3 +115,26 @@ def summary(times: dict[str, tuple[int, float]], steps: int, top: int = 12) -> d
                      "ms_per_step": 1e3 * s / steps, "share": s / total if total else 0.0}
                     for t, (c, s) in ranked],
     }
+
+
+def print_report(row: dict, peak: float | None) -> None:
+    """Prints a benchmark row's profile: op time by kind, the conv + matmul rate, top ops.
+
+    `row`: a `train_step.py` row (case, precision, gflop_per_step, s_per_step,
+    op_profile = `summary(...)`); `peak`: the matmul GFLOP/s of the row's own
+    compute dtype (a bfloat16 step's convs run on bfloat16 kernels), or None.
+    """
+    p = row["op_profile"]
+    counted = sum(p["by_kind"].get(k, {"share": 0.0})["share"] for k in ("conv", "matmul"))
+    # The FLOP count covers only convs and matmuls: their rate is the step's
+    # FLOPs over their share of its time (shares of op time, applied to the step).
+    rate = row["gflop_per_step"] / (row["s_per_step"] * counted) if counted else float("nan")
+    pct = 100 * rate / peak if peak else float("nan")
+    print(f"\n{row['case']}: op time {p['op_seconds_per_step']:.3f} s/step over the executor "
+          f"threads; " + ", ".join(f"{k} {v['share']:.0%}" for k, v in sorted(p["by_kind"].items()))
+          + f"; convs + matmuls at ~{rate:.0f} GFLOP/s ({pct:.0f}% of the "
+          f"{row['precision'].replace('mixed_', '')} matmul peak)")
+    print("| op type | kind | calls/step | ms/step | share |\n|---|---|---|---|---|")
+    for op in p["top_ops"]:
+        print(f"| {op['op']} | {op['kind']} | {op['calls_per_step']:.0f} | "
+              f"{op['ms_per_step']:.1f} | {op['share']:.1%} |")

@@ -28,6 +28,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
+from benchmarks import op_profile  # noqa: E402
+
 flags.DEFINE_multi_string("override", [], "Overrides applied to every case.")
 flags.DEFINE_integer("steps", 20, "Timed steps per case (after warm-up).")
 flags.DEFINE_integer("warmup", 3, "Untimed steps per case (tracing, allocator).")
@@ -103,8 +105,6 @@ def bench_case(name: str, experiment: str, overrides: list[str], steps: int, war
     cpu = (time.process_time() - cpu0) / steps
     profile = None
     if FLAGS.profile_steps:
-        from benchmarks import op_profile
-
         def traced(i):
             step_fn(batch, tf.constant(warmup + steps + i, tf.int64))["d_loss"].numpy()
 
@@ -149,23 +149,6 @@ def bench_case(name: str, experiment: str, overrides: list[str], steps: int, war
     }
 
 
-def _print_profile(row: dict, peak: float | None) -> None:
-    """Op time by kind; the counted FLOPs over the conv + matmul share of the step."""
-    p = row["op_profile"]
-    counted = sum(p["by_kind"].get(k, {"share": 0.0})["share"] for k in ("conv", "matmul"))
-    # The FLOP count covers only convs and matmuls: their rate is the step's
-    # FLOPs over their share of its time (shares of op time, applied to the step).
-    rate = row["gflop_per_step"] / (row["s_per_step"] * counted) if counted else float("nan")
-    print(f"\n{row['case']}: op time {p['op_seconds_per_step']:.3f} s/step over the executor "
-          f"threads; " + ", ".join(f"{k} {v['share']:.0%}" for k, v in sorted(p["by_kind"].items()))
-          + f"; convs + matmuls at ~{rate:.0f} GFLOP/s ({_pct(rate, peak):.0f}% of the "
-          f"{row['precision'].replace('mixed_', '')} matmul peak)")
-    print("| op type | kind | calls/step | ms/step | share |\n|---|---|---|---|---|")
-    for op in p["top_ops"]:
-        print(f"| {op['op']} | {op['kind']} | {op['calls_per_step']:.0f} | "
-              f"{op['ms_per_step']:.1f} | {op['share']:.1%} |")
-
-
 def _pct(gflops: float, peak: float | None) -> float:
     return 100 * gflops / peak if peak else float("nan")
 
@@ -207,7 +190,7 @@ def main(argv):
         if r["op_profile"]:
             # Against the case's own compute dtype: a bfloat16 step's convs run on
             # bfloat16 kernels, whose peak is twice float32's on AVX512-BF16.
-            _print_profile(r, best.get(r["precision"].replace("mixed_", "")))
+            op_profile.print_report(r, best.get(r["precision"].replace("mixed_", "")))
     os.makedirs(os.path.dirname(FLAGS.out) or ".", exist_ok=True)
     tmp = FLAGS.out + ".tmp"
     with open(tmp, "w") as f:

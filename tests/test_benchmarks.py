@@ -47,11 +47,9 @@ def test_op_profile_rejects_no_steps(tmp_path):
 
 
 def test_profile_report_rates_a_case_against_its_own_precision_peak(capsys):
-    from benchmarks import train_step  # defines absl flags: imported here only
-
     row = {"case": "c", "precision": "mixed_bfloat16", "gflop_per_step": 10.0, "s_per_step": 0.1,
            "op_profile": {"op_seconds_per_step": 0.2, "top_ops": [],
                           "by_kind": {"conv": {"share": 0.5}, "other": {"share": 0.5}}}}
-    train_step._print_profile(row, 400.0)
+    op_profile.print_report(row, 400.0)
     # 10 GFLOP over half of 0.1 s: 200 GFLOP/s, half of the bfloat16 peak.
     assert "~200 GFLOP/s (50% of the bfloat16 matmul peak)" in capsys.readouterr().out
