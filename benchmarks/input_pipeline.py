@@ -97,8 +97,8 @@ def training_wait(spec: str, experiment: str, overrides: list[str], steps: int) 
     from tfvideogen.training import trainer
 
     cfg = config_lib.resolve(experiment, "", [f"data.name={spec}"] + overrides)
+    cfg = trainer.with_resolved_precision(cfg)  # as train() does
     t = cfg.train
-    t.mixed_precision = trainer.resolve_precision(t.mixed_precision)[0]  # as train() does
     trainer.set_precision(t.mixed_precision)
     task = trainer.build_task(cfg)
     g_opt = trainer.make_optimizer(t.g_learning_rate, t, "g")

@@ -129,12 +129,16 @@ def print_report(row: dict, peak: float | None) -> None:
     # The FLOP count covers only convs and matmuls: their rate is the step's
     # FLOPs over their share of its time (shares of op time, applied to the step).
     rate = row["gflop_per_step"] / (row["s_per_step"] * counted) if counted else float("nan")
-    pct = 100 * rate / peak if peak else float("nan")
     print(f"\n{row['case']}: op time {p['op_seconds_per_step']:.3f} s/step over the executor "
           f"threads; " + ", ".join(f"{k} {v['share']:.0%}" for k, v in sorted(p["by_kind"].items()))
-          + f"; convs + matmuls at ~{rate:.0f} GFLOP/s ({pct:.0f}% of the "
+          + f"; convs + matmuls at ~{rate:.0f} GFLOP/s ({pct(rate, peak):.0f}% of the "
           f"{row['precision'].replace('mixed_', '')} matmul peak)")
     print("| op type | kind | calls/step | ms/step | share |\n|---|---|---|---|---|")
     for op in p["top_ops"]:
         print(f"| {op['op']} | {op['kind']} | {op['calls_per_step']:.0f} | "
               f"{op['ms_per_step']:.1f} | {op['share']:.1%} |")
+
+
+def pct(gflops: float, peak: float | None) -> float:
+    """`gflops` as a percentage of `peak` (NaN without a peak)."""
+    return 100 * gflops / peak if peak else float("nan")

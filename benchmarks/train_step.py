@@ -75,8 +75,8 @@ def bench_case(name: str, experiment: str, overrides: list[str], steps: int, war
     from tfvideogen.training import trainer
 
     cfg = config_lib.resolve(experiment, "", overrides + list(FLAGS.override))
+    cfg = trainer.with_resolved_precision(cfg)  # as train() does
     t = cfg.train
-    t.mixed_precision = trainer.resolve_precision(t.mixed_precision)[0]  # as train() does
     strategy = tf.distribute.get_strategy()
     with trainer.precision(t.mixed_precision):
         task = trainer.build_task(cfg)
@@ -140,17 +140,13 @@ def bench_case(name: str, experiment: str, overrides: list[str], steps: int, war
         "ms_per_video": 1000 * dt / t.batch_size,
         "gflop_per_step": flops["total"] / 1e9,
         "g_gflop_per_video": flops["g_forward_per_video"] / 1e9,
-        "gflops": gflops, "pct_peak": _pct(gflops, peaks.get("float32")),
-        "pct_own_peak": _pct(gflops, peaks.get(t.mixed_precision.replace("mixed_", ""))),
+        "gflops": gflops, "pct_peak": op_profile.pct(gflops, peaks.get("float32")),
+        "pct_own_peak": op_profile.pct(gflops, peaks.get(t.mixed_precision.replace("mixed_", ""))),
         "fed_s_per_step": fed_dt, "input_wait_frac": wait_frac,
         # ru_maxrss is the process high-water mark: cumulative over the cases run so far.
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "op_profile": profile,
     }
-
-
-def _pct(gflops: float, peak: float | None) -> float:
-    return 100 * gflops / peak if peak else float("nan")
 
 
 def main(argv):

@@ -87,6 +87,16 @@ def resolve_precision(policy: str) -> tuple[str, str]:
     return "float32", "auto: the CPU has no bfloat16 matmul instructions (or oneDNN is off)"
 
 
+def with_resolved_precision(cfg: config_lib.ExperimentConfig) -> config_lib.ExperimentConfig:
+    """`cfg`, or a copy whose `train.mixed_precision="auto"` is this host's policy (logged)."""
+    if cfg.train.mixed_precision != "auto":
+        return cfg
+    cfg = copy.deepcopy(cfg)
+    cfg.train.mixed_precision, why = resolve_precision("auto")
+    logging.info("train.mixed_precision=%s (%s)", cfg.train.mixed_precision, why)
+    return cfg
+
+
 def set_precision(policy: str) -> None:
     """Sets the global Keras dtype policy (call before building models); "auto" resolved."""
     keras.mixed_precision.set_global_policy(resolve_precision(policy)[0])
@@ -648,10 +658,7 @@ def train(cfg: config_lib.ExperimentConfig, model_dir: str) -> TrainResult:
     directory; the other workers checkpoint to temporary directories.
     """
     cfg.validate()
-    if cfg.train.mixed_precision == "auto":
-        cfg = copy.deepcopy(cfg)  # config.json gets the precision the run used
-        cfg.train.mixed_precision, why = resolve_precision("auto")
-        logging.info("train.mixed_precision=%s (%s)", cfg.train.mixed_precision, why)
+    cfg = with_resolved_precision(cfg)  # config.json gets the precision the run used
     t = cfg.train
     configure_runtime(t)
     with precision(t.mixed_precision):
