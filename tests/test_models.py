@@ -56,8 +56,148 @@ def test_mean_pooling_encoder_is_a_sum_of_its_words():
         np.testing.assert_allclose(row, mean @ kernel + bias, atol=1e-5)
     np.testing.assert_allclose(e[0], e[2], atol=1e-6)  # order-blind
     assert not any("bigru" in w.path for w in enc.weights)
-    with pytest.raises(ValueError, match="pooling='max'; valid: gru, mean"):
+    with pytest.raises(ValueError, match="pooling='max'; valid: gru, mean, routed"):
         models.TextEncoder(["a"], pooling="max")
+
+
+def test_routed_encoder_splits_each_word_between_heads():
+    enc = models.TextEncoder(["a", "b", "c"], max_tokens=6, embedding_dim=4, output_dim=6,
+                             pooling="routed", heads=3)
+    texts = ["a b", "c", "b a", "a b c c", "a zzz"]
+    e = enc(tf.constant(texts)).numpy()
+    assert e.shape == (5, 6)
+    emb = enc.embedding.embeddings.numpy()
+    wr, br = enc.routing.kernel.numpy(), enc.routing.bias.numpy()
+    kernel, bias = enc.projection.kernel.numpy(), enc.projection.bias.numpy()  # [3, 4, 2], [3, 2]
+    ids = {"a": 2, "b": 3, "c": 4, "zzz": OOV_ID}
+    for row, words in zip(e, texts):
+        x = emb[[ids[w] for w in words.split()]]  # [n, E]
+        logits = x @ wr + br
+        share = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)  # [n, heads]
+        for h in range(3):
+            pooled = (share[:, h:h + 1] * x).sum(axis=0) / len(x)
+            np.testing.assert_allclose(row[2 * h:2 * h + 2], pooled @ kernel[h] + bias[h],
+                                       atol=1e-5)
+    np.testing.assert_allclose(e[0], e[2], atol=1e-6)  # order-blind
+    shares = enc.routing_shares(enc.tokenize(tf.constant(texts))).numpy()  # [5, 6, 3]
+    np.testing.assert_allclose(shares.sum(-1), [[1, 1, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0],
+                                                [1, 1, 0, 0, 0, 0], [1, 1, 1, 1, 0, 0],
+                                                [1, 1, 0, 0, 0, 0]], atol=1e-6)
+    clone = models.TextEncoder.from_config(enc.get_config())
+    assert clone.get_config() == enc.get_config() and clone.get_config()["heads"] == 3
+    with pytest.raises(ValueError, match="output_dim=5 must be a multiple of heads=2"):
+        models.TextEncoder(["a"], output_dim=5, pooling="routed")
+    with pytest.raises(ValueError, match="needs pooling='routed'"):
+        models.TextEncoder(["a"]).routing_shares(tf.constant([[2]]))
+
+
+def test_routed_encoder_with_fixed_routes():
+    enc = models.TextEncoder(["a", "b", "up", "down"], max_tokens=6, embedding_dim=4,
+                             output_dim=6, pooling="routed", route_words=["up", "down"])
+    texts = ["a up", "b down b", "up"]
+    shares = enc.routing_shares(enc.tokenize(tf.constant(texts))).numpy()
+    np.testing.assert_array_equal(shares[:, :3], [[[1, 0], [0, 1], [0, 0]],
+                                                  [[1, 0], [0, 1], [1, 0]],
+                                                  [[0, 1], [0, 0], [0, 0]]])
+    e = enc(tf.constant(texts)).numpy()
+    emb = enc.embedding.embeddings.numpy()
+    kernel, bias = enc.projection.kernel.numpy(), enc.projection.bias.numpy()
+    # "up" alone: head 0 holds no word (its bias only), head 1 the whole word.
+    np.testing.assert_allclose(e[2, :3], bias[0], atol=1e-6)
+    np.testing.assert_allclose(e[2, 3:], emb[4] @ kernel[1] + bias[1], atol=1e-5)
+    assert not enc.routing.trainable and not any("routing" in w.path
+                                                 for w in enc.trainable_weights)
+    clone = models.TextEncoder.from_config(enc.get_config())
+    assert clone.get_config()["route_words"] == ["down", "up"]
+    # Under mixed precision Keras autocasts the table inside call(): still float32 out.
+    mixed = models.TextEncoder.from_config({**enc.get_config(), "dtype": "mixed_bfloat16"})
+    assert mixed(tf.constant(texts)).dtype == tf.float32
+    with pytest.raises(ValueError, match="route_words not in the vocabulary: left"):
+        models.TextEncoder(["a"], pooling="routed", route_words=["left"])
+    with pytest.raises(ValueError, match="route_words needs pooling='routed' with heads=2"):
+        models.TextEncoder(["a"], route_words=["a"])
+
+
+def test_route_words_resolve_against_the_dataset():
+    from tfvideogen.training import trainer
+
+    cfg = tiny_config("data.name=bouncing_digits", "model.text_encoder.pooling=routed",
+                      "model.text_encoder.route_words=motion")
+    assert trainer.route_words(cfg, trainer.dataset_for(cfg)) == ["down", "left", "right", "up"]
+    task = trainer.build_task(cfg)
+    assert task.text_encoder.route_words == ["down", "left", "right", "up"]
+    cfg = tiny_config("model.text_encoder.pooling=routed", "model.text_encoder.route_words=up red")
+    assert trainer.route_words(cfg, trainer.dataset_for(cfg)) == ["up", "red"]
+
+
+def test_sampling_weights_shift_and_scale():
+    from tfvideogen.models.layered import sampling_weights
+
+    s = 8
+    w = sampling_weights(tf.constant([0.0, 2.0 / s, 0.5 / s]), tf.constant([1.0, 1.0, 1.0]),
+                         s).numpy()
+    np.testing.assert_allclose(w[0], np.eye(s), atol=1e-6)  # identity
+    np.testing.assert_allclose(w[1], np.eye(s, k=-1), atol=1e-6)  # one pixel to the right
+    np.testing.assert_allclose(w[2], 0.75 * np.eye(s) + 0.25 * np.eye(s, k=-1), atol=1e-6)
+    # Scale 2 about the centre: source pixels 3-4 (centres -1/8, 1/8) cover outputs
+    # 2.5-4.5 (centres -1/4, 1/4), fading over one output pixel on either side.
+    up = sampling_weights(tf.constant(0.0), tf.constant(2.0), s).numpy()
+    np.testing.assert_allclose(up[:, 3] + up[:, 4], [0, .25, .75, 1, 1, .75, .25, 0], atol=1e-6)
+    # Scale 1/2: the border outputs read outside the canvas, so nothing.
+    down = sampling_weights(tf.constant(0.0), tf.constant(0.5), s).numpy()
+    np.testing.assert_allclose(down.sum(axis=1), [0, 0, 1, 1, 1, 1, 0, 0], atol=1e-6)
+
+
+@pytest.mark.parametrize("rgb_kernel", [3, 0])
+def test_layered_generator_contract_and_separation(rgb_kernel):
+    g = models.LayeredGenerator(frames=6, size=16, z_dim=8, text_dim=6, motion_dim=4,
+                                base_width=16, min_width=8, rgb_kernel=rgb_kernel)
+    z, t = tf.random.normal([3, 8]), tf.random.normal([3, 6])
+    # Non-identity poses, so frames differ.
+    g.build()
+    g.pose.kernel.assign(tf.random.normal(g.pose.kernel.shape))
+    out = g(z, t)
+    assert out.shape == (3, 6, 16, 16, 3) and out.dtype == tf.float32
+    assert float(tf.reduce_max(tf.abs(out))) <= 1.0
+    assert float(tf.reduce_max(tf.abs(out[:, 0] - out[:, -1]))) > 0.0
+    np.testing.assert_allclose(g(z[1:2], t[1:2]).numpy(), out[1:2].numpy(), atol=1e-5)
+    # The first half of the caption vector draws, the second moves; neither leaks.
+    other = tf.random.normal([3, 3])
+    look, pose = g.layers_and_poses(z, t)
+    look2, pose2 = g.layers_and_poses(z, tf.concat([t[:, :3], other], axis=1))
+    np.testing.assert_array_equal(look.numpy(), look2.numpy())
+    assert float(tf.reduce_max(tf.abs(pose - pose2))) > 1e-4
+    look3, pose3 = g.layers_and_poses(z, tf.concat([other, t[:, 3:]], axis=1))
+    np.testing.assert_array_equal(pose.numpy(), pose3.numpy())
+    assert float(tf.reduce_max(tf.abs(look - look3))) > 1e-4
+    # Pose t = bounds * tanh(pose(FiLM(GRU state t))), FiLM from [z, motion half].
+    g.motion_gamma.kernel.assign(tf.random.normal(g.motion_gamma.kernel.shape))
+    g.pose.kernel.assign(tf.random.normal(g.pose.kernel.shape))
+    move = tf.concat([z, t[:, 3:]], axis=-1)
+    motion = g.motion_rnn(
+        tf.concat([tf.reshape(g.innovations(z), [3, 6, 4]),
+                   tf.repeat(t[:, None, 3:], 6, axis=1)], axis=-1),
+        initial_state=g.motion_init(move))
+    motion = motion * g.motion_gamma(move)[:, None] + g.motion_beta(move)[:, None]
+    np.testing.assert_allclose(g.layers_and_poses(z, t)[1].numpy(),
+                               np.tanh(g.pose(motion).numpy()) * [1.0, 1.0, 0.5], atol=1e-5)
+    # At the identity pose every frame is the composite of the layers.
+    g.pose.kernel.assign(tf.zeros_like(g.pose.kernel))
+    layers_, _ = g.layers_and_poses(z, t)
+    alpha = tf.sigmoid(layers_[..., 3:4])
+    still = tf.tanh(layers_[..., :3]) * alpha + (1 - alpha) * tf.tanh(layers_[..., 4:])
+    for f in range(6):
+        np.testing.assert_allclose(g(z, t)[:, f].numpy(), still.numpy(), atol=1e-5)
+    # ... and the pose gets a gradient there (a hat kernel's is 0 at pixel centres).
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(g(z, t, training=True) * tf.random.normal([3, 6, 16, 16, 3]))
+    assert float(tf.norm(tape.gradient(loss, g.pose.bias))) > 1e-3
+    clone = models.LayeredGenerator.from_config(g.get_config())
+    assert clone.get_config() == g.get_config()
+    with pytest.raises(ValueError, match="text_dim=5 must be even"):
+        models.LayeredGenerator(text_dim=5)
+    with pytest.raises(ValueError, match="rgb_kernel must be 0 or 3, got 1"):
+        models.LayeredGenerator(rgb_kernel=1)
 
 
 @pytest.mark.parametrize("upsampling, rgb_kernel", [("transpose", 3), ("nearest", 3),

@@ -460,15 +460,26 @@ def test_precomputed_sidecar_for_an_encoder_that_is_not_builtin(tmp_path):
     assert np.abs(video.astype(int) - served.astype(int)).max() <= 1
 
 
-def test_bag_of_words_encoder_converts_at_any_batch(tmp_path):
+@pytest.mark.parametrize("overrides", [
+    "model.text_encoder.pooling=mean",
+    # The routed encoder and the layered generator it feeds (einsum resampling).
+    "model.text_encoder.pooling=routed model.generator.kind=layered",
+    # Fixed routes (the sidecar rebuilds them from the exported table).
+    "model.text_encoder.pooling=routed model.generator.kind=layered "
+    "model.text_encoder.route_words=motion"])
+def test_loop_free_encoders_convert_at_any_batch(tmp_path, overrides):
     from tests.conftest import tiny_config
+    from tfvideogen.training import trainer
 
-    cfg = tiny_config("model.text_encoder.pooling=mean")
-    task = models.build_task(cfg.model, data.get("moving_shapes").vocabulary(), 4, 16)
+    cfg = tiny_config(*overrides.split())
+    ds = data.get("moving_shapes")
+    task = models.build_task(cfg.model, ds.vocabulary(), 4, 16,
+                             route_words=trainer.route_words(cfg, ds))
     path = export.export_saved_model(task, str(tmp_path / "m"), warmup=False, verify=False)
     out = str(tmp_path / "out")
     report = tflite.convert(path, out, ["float32"], captions=CAPTIONS, num_eval=2,
                             latency_runs=2, isolate=False)
+    assert report["variants"]["float32"]["status"] == "ok", report["variants"]["float32"]
     sidecar = TextSidecar(os.path.join(out, tflite.TEXT_DIR))
     assert report["sidecar"]["kind"] == sidecar.kind == "tflite_encoder"
     # No GRU loop: unlike the GRU encoder, the dynamic-batch model converts.

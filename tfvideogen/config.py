@@ -25,6 +25,7 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 # (resolved when a run starts; config.json stores the result).
 PRECISION_CHOICES = ("auto", *PRECISIONS)
 LOSSES = ("hinge", "non_saturating")
+GENERATORS = ("conv3d", "mocogan", "layered")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 # Generator noise: "stream" = a checkpointed tf.random.Generator, one stream per
 # replica; "indexed" = z of a global example is a pure function of (seed, its
@@ -66,8 +67,15 @@ class TextEncoderConfig:
     output_dim: int = 128
     max_tokens: int = 24
     # Builtin only: "gru" (bidirectional GRU over the words) or "mean" (masked mean
-    # of the word embeddings: a bag of words, order-blind, additive in the words).
+    # of the word embeddings: a bag of words, order-blind, additive in the words) or
+    # "routed" (each word split between `heads` heads by its own softmax; the output
+    # is the heads side by side; made for generator.kind=layered, see TextEncoder).
     pooling: str = "gru"
+    heads: int = 2
+    # Routed pooling only: "" learns the routing; "motion" sends the dataset's motion
+    # words (its "motion" attribute's own words) to head 1 and every other word to
+    # head 0; or the head-1 words themselves, space-separated.
+    route_words: str = ""
     # Hub encoders only: BERT-style preprocessor handle, the key picking the
     # sentence embedding from dict outputs, fine-tuning (default frozen+cached).
     preprocessor: str = ""
@@ -77,10 +85,12 @@ class TextEncoderConfig:
 
 @dataclasses.dataclass
 class GeneratorConfig:
-    # "conv3d" (VideoGenerator) or "mocogan" (content + GRU motion codes, 2D frames).
+    # "conv3d" (VideoGenerator), "mocogan" (content + GRU motion codes, 2D frames) or
+    # "layered" (one appearance layer per clip moved by per-frame poses; reads the
+    # text embedding in two halves, appearance and motion: LayeredGenerator).
     kind: str = "conv3d"
     z_dim: int = 64
-    # mocogan only: size of the per-frame motion code.
+    # mocogan and layered only: size of the per-frame motion code.
     motion_dim: int = 16
     # Channels of the first block; halved at every upsampling (min `min_width`).
     base_width: int = 128
@@ -333,7 +343,7 @@ class ExperimentConfig:
                              "--override=model.discriminator.word_head=false")
         if t.r1_every <= 0:
             raise ValueError(f"train.r1_every must be positive, got {t.r1_every}")
-        _check_choice("model.generator.kind", g.kind, ("conv3d", "mocogan"))
+        _check_choice("model.generator.kind", g.kind, GENERATORS)
         from tfvideogen.models.discriminator import NORMS as D_NORMS
         from tfvideogen.models.discriminator import POOLING as D_POOLING
         from tfvideogen.models.generator import OUTPUTS, RGB_KERNELS
@@ -344,13 +354,20 @@ class ExperimentConfig:
         if g.rgb_kernel not in RGB_KERNELS:
             raise ValueError(f"model.generator.rgb_kernel must be one of {RGB_KERNELS}, "
                              f"got {g.rgb_kernel}")
-        if g.kind == "mocogan" and g.output_activation != "tanh":
+        if g.kind != "conv3d" and g.output_activation != "tanh":
             raise ValueError(f"model.generator.output_activation={g.output_activation} needs "
                              "model.generator.kind=conv3d")
-        if g.kind == "mocogan" and g.rgb_kernel == 1:
-            raise ValueError("model.generator.rgb_kernel=1 needs model.generator.kind=conv3d "
-                             "(the MoCoGAN generator has a 3x3 RGB conv, or none with 0)")
-        _check_choice("model.text_encoder.pooling", self.model.text_encoder.pooling, POOLING)
+        if g.kind != "conv3d" and g.rgb_kernel == 1:
+            raise ValueError(f"model.generator.rgb_kernel=1 needs model.generator.kind=conv3d "
+                             f"(the {g.kind} generator has a 3x3 RGB conv, or none with 0)")
+        te = self.model.text_encoder
+        _check_choice("model.text_encoder.pooling", te.pooling, POOLING)
+        if te.pooling == "routed" and (te.heads < 1 or te.output_dim % te.heads):
+            raise ValueError(f"model.text_encoder.heads={te.heads} must be >= 1 and divide "
+                             f"model.text_encoder.output_dim={te.output_dim}")
+        if te.route_words.strip() and (te.pooling != "routed" or te.heads != 2):
+            raise ValueError("model.text_encoder.route_words needs "
+                             "model.text_encoder.pooling=routed and heads=2")
         _check_choice("model.discriminator.pooling", self.model.discriminator.pooling, D_POOLING)
         _check_choice("model.discriminator.norm", self.model.discriminator.norm, D_NORMS)
         if self.model.discriminator.frame_base_width < 0:

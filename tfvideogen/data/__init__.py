@@ -23,9 +23,9 @@ from tfvideogen.data import (  # noqa: F401
     moving_shapes,
     tfrecord,
 )
-from tfvideogen.data.registry import BuiltinDataset, available, get, readers
+from tfvideogen.data.registry import BuiltinDataset, available, get, own_words, readers
 
-__all__ = ["BuiltinDataset", "available", "get", "load", "batched", "readers"]
+__all__ = ["BuiltinDataset", "available", "get", "load", "batched", "own_words", "readers"]
 
 
 def load(name: str = "moving_shapes", split: str = "train", frames: int = 16,

@@ -232,13 +232,25 @@ def rebuild_text_encoder(loaded: Any, metadata: Mapping[str, Any]) -> Any:
     if emb is None or proj is None:
         raise ValueError("the SavedModel holds no text_encoder/{embedding,projection} "
                          "variables (not the built-in encoder)")
-    # No GRU variables: the bag-of-words encoder (pooling="mean").
-    rnn = ({"pooling": "gru", "hidden_dim": int(kernel.shape[0])} if kernel is not None
-           else {"pooling": "mean"})
+    routes = source.get("routing/embeddings")
+    # No GRU variables: the bag-of-words encoder (pooling="mean"); routing
+    # variables: pooling="routed" (projection kernel [heads, E, D / heads]), its
+    # fixed routes a [vocab, 2] table (row = token id; head 1: the route words).
+    if routes is not None or "routing/kernel" in source:
+        pooling = {"pooling": "routed", "heads": int(proj.shape[0]),
+                   "output_dim": int(proj.shape[0]) * int(proj.shape[2])}
+        if routes is not None:
+            table = np.asarray(routes.numpy())
+            pooling["route_words"] = [w for i, w in enumerate(vocab) if table[i + 2, 1] > 0.5]
+    elif kernel is not None:
+        pooling = {"pooling": "gru", "hidden_dim": int(kernel.shape[0]),
+                   "output_dim": int(proj.shape[1])}
+    else:
+        pooling = {"pooling": "mean", "output_dim": int(proj.shape[1])}
     with float32_policy():
         encoder = models.TextEncoder(vocab, max_tokens=max_tokens,
-                                     embedding_dim=int(emb.shape[1]),
-                                     output_dim=int(proj.shape[1]), name="text_encoder", **rnn)
+                                     embedding_dim=int(emb.shape[1]), name="text_encoder",
+                                     **pooling)
         encoder.build()
     targets = {_encoder_key(w.path): w for w in encoder.weights}
     if set(targets) != set(source):
@@ -257,15 +269,16 @@ def export_embed_tokens(encoder: Any, path: str, batch: int | None) -> str:
     """Writes a SavedModel with one signature `embed_tokens`: `token_ids` int32
     [batch, max_tokens] -> `text_embedding` float32 [batch, D] (the conversion source).
 
-    Only the embedding, GRU (if any) and projection are tracked: the string
+    Only the embedding, GRU or routing (if any) and projection are tracked: the string
     table stays out.
     """
     import keras
     import tensorflow as tf
 
     archive = keras.export.ExportArchive()
-    rnn = [encoder.rnn] if encoder.pooling == "gru" else []
-    for layer in [encoder.embedding, *rnn, encoder.projection]:
+    pooling = {"gru": [getattr(encoder, "rnn", None)],
+               "routed": [getattr(encoder, "routing", None)]}.get(encoder.pooling, [])
+    for layer in [encoder.embedding, *pooling, encoder.projection]:
         archive.track(layer)
 
     def embed_tokens(token_ids):

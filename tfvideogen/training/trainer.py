@@ -269,7 +269,19 @@ def training_stream(cfg: config_lib.ExperimentConfig, start: int = 0) -> tf.data
 def build_task(cfg: config_lib.ExperimentConfig) -> models.TextToVideo:
     ds = dataset_for(cfg)
     return models.build_task(cfg.model, ds.vocabulary(), cfg.data.frames, cfg.data.height,
-                             ema=cfg.train.ema_decay > 0, seed=cfg.train.seed)
+                             ema=cfg.train.ema_decay > 0, seed=cfg.train.seed,
+                             route_words=route_words(cfg, ds))
+
+
+def route_words(cfg: config_lib.ExperimentConfig, ds: data_lib.BuiltinDataset) -> list[str]:
+    """`model.text_encoder.route_words` as words: "motion" -> the dataset's motion words."""
+    value = cfg.model.text_encoder.route_words.strip()
+    if value != "motion":
+        return value.split()
+    if "motion" not in (ds.attributes or {}):
+        raise ValueError(f"model.text_encoder.route_words=motion: dataset {cfg.data.name!r} "
+                         "has no motion attribute; list the words instead")
+    return sorted({w for own in data_lib.own_words(ds.attributes["motion"]) for w in own})
 
 
 # Checkpoint key of the Keras SeedGenerator states (D's frame sampler).
