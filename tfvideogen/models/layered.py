@@ -5,8 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from tfvideogen.models.generator import _log2
-from tfvideogen.models.layers import PACKAGE, ConditionalNorm
+from tfvideogen.models.image_trunk import ImageTrunk
+from tfvideogen.models.layers import PACKAGE
 
 # Bounds of the per-frame pose: translation in half-canvas units, log-scale.
 MAX_SHIFT = 1.0
@@ -37,7 +37,7 @@ def sampling_weights(shift: keras.KerasTensor, scale: keras.KerasTensor,
 
 
 @keras.saving.register_keras_serializable(PACKAGE)
-class LayeredGenerator(keras.Model):
+class LayeredGenerator(ImageTrunk, keras.Model):
     """A clip as one appearance layer moved over a background by per-frame poses.
 
     Same contract as `VideoGenerator`: `z` float32 [B, z_dim], `text_embedding`
@@ -67,29 +67,13 @@ class LayeredGenerator(keras.Model):
                  motion_dim: int = 16, base_width: int = 128, min_width: int = 16,
                  base_size: int = 4, rgb_kernel: int = 3, **kwargs):
         super().__init__(**kwargs)
-        if rgb_kernel not in (0, 3):
-            raise ValueError(f"LayeredGenerator rgb_kernel must be 0 or 3, got {rgb_kernel}")
         if text_dim < 2 or text_dim % 2:
             raise ValueError(f"LayeredGenerator reads the text embedding in two halves; "
                              f"text_dim={text_dim} must be even")
         self.frames, self.size, self.z_dim, self.text_dim = frames, size, z_dim, text_dim
         self.motion_dim, self.base_width, self.min_width = motion_dim, base_width, min_width
-        self.base_size, self.rgb_kernel = base_size, rgb_kernel
-        self.num_blocks = _log2(size // base_size if size % base_size == 0 else 0,
-                                "size/base_size")
-        self.widths = [max(min_width, base_width // 2**i) for i in range(self.num_blocks + 1)]
-        if not rgb_kernel:
-            self.widths[-1] = 7
         # Appearance: 2D generator -> foreground RGB (3), alpha (1), background RGB (3).
-        self.stem = keras.layers.Dense(base_size * base_size * self.widths[0], name="stem")
-        self.stem_norm = ConditionalNorm(self.widths[0], name="stem_norm")
-        for i, width in enumerate(self.widths[1:]):
-            setattr(self, f"up{i}", keras.layers.Conv2DTranspose(width, 4, 2, padding="same",
-                                                                 name=f"up{i}"))
-            if rgb_kernel or i < self.num_blocks - 1:
-                setattr(self, f"norm{i}", ConditionalNorm(width, name=f"norm{i}"))
-        if rgb_kernel:
-            self.to_layers = keras.layers.Conv2D(7, 3, padding="same", name="to_layers")
+        self._make_trunk(size, base_size, base_width, min_width, rgb_kernel, 7, "to_layers")
         # Motion: per-frame innovations from z, the motion half at every step.
         self.innovations = keras.layers.Dense(frames * motion_dim, name="innovations")
         self.motion_init = keras.layers.Dense(motion_dim, activation="tanh", name="motion_init")
@@ -111,16 +95,7 @@ class LayeredGenerator(keras.Model):
     def build(self, z_shape=None, text_embedding_shape=None):
         half = self.text_dim // 2
         cond = (None, self.z_dim + half)
-        self.stem.build(cond)
-        self.stem_norm.build(None, cond)
-        s = self.base_size
-        for i in range(self.num_blocks):
-            getattr(self, f"up{i}").build((None, s, s, self.widths[i]))
-            if (norm := getattr(self, f"norm{i}", None)) is not None:
-                norm.build(None, cond)
-            s *= 2
-        if self.rgb_kernel:
-            self.to_layers.build((None, s, s, self.widths[-1]))
+        self._build_trunk(cond)
         self.innovations.build((None, self.z_dim))
         self.motion_init.build(cond)
         self.motion_rnn.build((None, self.frames, self.motion_dim + half))
@@ -140,13 +115,7 @@ class LayeredGenerator(keras.Model):
         look = ops.concatenate([z, text[:, :half]], axis=-1)
         move = ops.concatenate([z, text[:, half:]], axis=-1)
 
-        x = ops.reshape(self.stem(look), [-1, self.base_size, self.base_size, self.widths[0]])
-        x = ops.relu(self.stem_norm(x, look))
-        for i in range(self.num_blocks):
-            x = getattr(self, f"up{i}")(x)
-            if (norm := getattr(self, f"norm{i}", None)) is not None:
-                x = ops.relu(norm(x, look))
-        layers = ops.cast(self.to_layers(x) if self.rgb_kernel else x, "float32")
+        layers = ops.cast(self._run_trunk(look), "float32")
 
         eps = ops.reshape(self.innovations(z), [-1, self.frames, self.motion_dim])
         steps = ops.concatenate(
