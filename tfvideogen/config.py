@@ -68,13 +68,14 @@ class TextEncoderConfig:
     max_tokens: int = 24
     # Builtin only: "gru" (bidirectional GRU over the words) or "mean" (masked mean
     # of the word embeddings: a bag of words, order-blind, additive in the words) or
-    # "routed" (each word split between `heads` heads by its own softmax; the output
-    # is the heads side by side; made for generator.kind=layered, see TextEncoder).
+    # "routed" (each word's vector goes to one of `heads` heads, the output is the
+    # heads side by side; made for generator.kind=layered, see TextEncoder).
     pooling: str = "gru"
     heads: int = 2
-    # Routed pooling only: "" learns the routing; "motion" sends the dataset's motion
-    # words (its "motion" attribute's own words) to head 1 and every other word to
-    # head 0; or the head-1 words themselves, space-separated.
+    # Routed pooling only: "motion" sends the dataset's motion words (its "motion"
+    # attribute's own words) to head 1 and every other word to head 0; or the head-1
+    # words themselves, space-separated; "" learns soft shares per word (measured:
+    # they stayed at 0.5, so both heads saw every word; README#Quality).
     route_words: str = ""
     # Hub encoders only: BERT-style preprocessor handle, the key picking the
     # sentence embedding from dict outputs, fine-tuning (default frozen+cached).
