@@ -13,6 +13,9 @@ recorded call:
 - NearestUpConv3D: as the transposed conv it runs (4x4x4, or 3x4x4 without time
   upsampling), not as the 3x3x3 conv on the upsampled input it equals
 - Dense: 2 * rows * input units * output units
+- LayeredGenerator's resampling (two einsums, not layers): per frame, rows
+  [S, S] @ layers [S, S*4] then columns likewise, 2 * 2 * S^3 * 4 (~67 MFLOP per
+  16x64x64 clip), recorded as one "resample" entry
 
 A train step (trainer.make_train_step) costs, for a global batch B:
 G forward on B, D forward on 3B (real, fake, real with mismatched captions;
@@ -95,15 +98,29 @@ def record(model, fn: Callable[[], object]) -> list[LayerCost]:
     return costs
 
 
+def resample_cost(g, batch: int = 1) -> LayerCost | None:
+    """The layered generator's resampling einsums (None for other generators)."""
+    from tfvideogen.models.layered import LayeredGenerator
+
+    if not isinstance(g, LayeredGenerator):
+        return None
+    s = g.size
+    # Per frame: rows [S, S] @ [S, S * 4] (RGB + alpha), then columns likewise.
+    flops = batch * g.frames * 2 * (2 * s * s * s * 4)
+    return LayerCost("resample", "einsum", (batch, s, s, 4), (batch, g.frames, s, s, 4), flops)
+
+
 def model_costs(task, batch: int = 1) -> dict[str, list[LayerCost]]:
-    """Forward layer costs of G on `batch` samples and of D on `batch` clips."""
+    """Forward costs of G on `batch` samples and of D on `batch` clips."""
     import tensorflow as tf
 
     g, d = task.generator, task.discriminator
     z = tf.zeros([batch, g.z_dim])
     text = tf.zeros([batch, g.text_dim])
     video = tf.zeros([batch, g.frames, g.size, g.size, 3])
-    return {"generator": record(g, lambda: g(z, text, training=False)),
+    g_costs = record(g, lambda: g(z, text, training=False))
+    extra = resample_cost(g, batch)
+    return {"generator": g_costs + ([extra] if extra else []),
             "discriminator": record(d, lambda: d(video, text, training=False))}
 
 

@@ -60,6 +60,9 @@ CASES = {
                                       "model.generator.upsampling=nearest"]),
     "64x64_b16_mocogan": ("default", ["data.height=64", "data.width=64", "train.batch_size=16",
                                       "model.generator.kind=mocogan"]),
+    "64x64_b16_layered": ("default", ["data.height=64", "data.width=64", "train.batch_size=16",
+                                      "model.generator.kind=layered",
+                                      "model.text_encoder.pooling=routed"]),
     "tiny": ("tiny", []),
 }
 

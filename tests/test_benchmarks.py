@@ -53,3 +53,20 @@ def test_profile_report_rates_a_case_against_its_own_precision_peak(capsys):
     op_profile.print_report(row, 400.0)
     # 10 GFLOP over half of 0.1 s: 200 GFLOP/s, half of the bfloat16 peak.
     assert "~200 GFLOP/s (50% of the bfloat16 matmul peak)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("kind", ["layered", "conv3d"])
+def test_flop_count_includes_the_layered_resampling(kind):
+    from benchmarks import flops
+    from tfvideogen import config as config_lib
+    from tfvideogen.training import trainer
+
+    cfg = config_lib.resolve("tiny", "", [f"model.generator.kind={kind}"])
+    costs = flops.model_costs(trainer.build_task(cfg), batch=2)["generator"]
+    resample = [c for c in costs if c.name == "resample"]
+    if kind == "conv3d":
+        assert not resample
+        return
+    # 2 clips x 4 frames x 2 einsums x (2 FLOPs x 16^3 multiply-adds x 4 channels).
+    assert [c.flops for c in resample] == [2 * 4 * 2 * 2 * 16**3 * 4]
+    assert any(c.kind == "Conv2DTranspose" for c in costs)  # the 2D trunk, as before
